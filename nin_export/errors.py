@@ -1,0 +1,51 @@
+"""One error type for everything a user can get wrong.
+
+The CLI prints ``str(error)`` on one line and exits non-zero; messages say what is wrong and what
+to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NinExportError",
+    "UnknownModelError",
+    "WeightsError",
+    "InputSizeError",
+    "OnnxFileError",
+    "OutputPathError",
+    "VerificationError",
+    "BackendUnavailableError",
+]
+
+
+class NinExportError(Exception):
+    """Base class of every error a user can cause."""
+
+
+class UnknownModelError(NinExportError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class WeightsError(NinExportError):
+    """A weights file is missing, corrupt or belongs to another model."""
+
+
+class InputSizeError(NinExportError, ValueError):
+    """An input size the model cannot take."""
+
+
+class OnnxFileError(NinExportError):
+    """A missing or corrupt ONNX file."""
+
+
+class OutputPathError(NinExportError):
+    """An output location that cannot be written."""
+
+
+class VerificationError(NinExportError):
+    """An artifact disagrees with its parent beyond tolerance."""
+
+
+class BackendUnavailableError(NinExportError):
+    """A backend (TensorRT, CUDA, ...) that is not installed or cannot run here."""

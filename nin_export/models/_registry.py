@@ -1,0 +1,165 @@
+"""Model registry and factory, in the manner of timm's ``register_model`` / ``create_model``."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..errors import InputSizeError, UnknownModelError
+
+__all__ = [
+    "ModelSpec",
+    "register_model",
+    "create_model",
+    "list_models",
+    "get_spec",
+    "parse_input_size",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the rest of nin-export needs to know about a registered model."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+    num_classes: int
+    in_channels: int
+    input_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_pct: float = 1.0  # resize to size/crop_pct, then center-crop to size (1.0: plain resize)
+    head: str = "gap"  # "gap": global average pooling, size-agnostic; "fc": fixed input size
+    twin: str | None = None  # the FC-headed twin of a NiN, or the NiN of a twin
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size_agnostic(self) -> bool:
+        return self.head == "gap"
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(**spec_kwargs: Any) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: register a builder ``fn(*, num_classes, in_channels, input_size, **kw)`` under its name.
+
+    The registered name is the function name with underscores turned into dashes.
+    """
+
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = fn.__name__.replace("_", "-")
+        if name in _REGISTRY:
+            raise ValueError(f"model '{name}' registered twice")
+        _REGISTRY[name] = ModelSpec(name=name, builder=fn, description=(fn.__doc__ or "").strip().splitlines()[0], **spec_kwargs)
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=1, cutoff=0.4)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UnknownModelError(
+            f"unknown model '{name}': {hint}choose one of {', '.join(_REGISTRY)} (see 'nin-export models')"
+        ) from None
+
+
+def parse_input_size(value: int | str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """Accept 32, '32', '32x32', '224,224' or (H, W); return (H, W) or None."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        hw = (value, value)
+    elif isinstance(value, str):
+        parts = value.lower().replace(",", "x").split("x")
+        try:
+            nums = [int(p) for p in parts if p.strip()]
+        except ValueError:
+            raise InputSizeError(f"bad input size '{value}': write it as HxW, e.g. 224x224, or one number") from None
+        if len(nums) == 1:
+            nums = nums * 2
+        if len(nums) != 2:
+            raise InputSizeError(f"bad input size '{value}': write it as HxW, e.g. 224x224, or one number")
+        hw = (nums[0], nums[1])
+    else:
+        hw = (int(value[0]), int(value[1]))
+    if min(hw) < 1:
+        raise InputSizeError(f"bad input size {hw[0]}x{hw[1]}: height and width must be positive")
+    return hw
+
+
+def _out_shape(spec: ModelSpec, kwargs: dict[str, Any], hw: tuple[int, int]) -> tuple[int, ...] | None:
+    """Output shape of the model's trunk at ``hw`` on the meta device, or None if it cannot take it."""
+    kw = dict(kwargs, input_size=hw)
+    try:
+        with torch.device("meta"):
+            m = spec.builder(**kw)
+            x = torch.empty(1, kw["in_channels"], *hw)
+            return tuple(m.eval()(x).shape)
+    except (RuntimeError, ValueError, InputSizeError):
+        return None
+
+
+def smallest_input_size(name: str, **kwargs: Any) -> int:
+    """The smallest square input the model's trunk accepts (found on the meta device, no compute)."""
+    spec = get_spec(name)
+    kw = _defaults(spec, kwargs)
+    lo, hi = 1, 512
+    if _out_shape(spec, kw, (hi, hi)) is None:
+        return hi
+    while lo < hi:  # sizes that work form an upward-closed range for these nets
+        mid = (lo + hi) // 2
+        if _out_shape(spec, kw, (mid, mid)) is None:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _defaults(spec: ModelSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
+    kw = {k: v for k, v in kwargs.items() if v is not None}  # None keeps the model's own default
+    kw.setdefault("num_classes", spec.num_classes)
+    kw.setdefault("in_channels", spec.in_channels)
+    kw["input_size"] = parse_input_size(kw.get("input_size")) or spec.input_size
+    for key in ("num_classes", "in_channels"):
+        if int(kw[key]) < 1:
+            raise ValueError(f"{key.replace('_', '-')} must be at least 1, got {kw[key]}")
+    return kw
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model. ``None`` kwargs are dropped so each model's defaults stay in force.
+
+    Raises UnknownModelError for a bad name and InputSizeError (naming the smallest size that works)
+    for an input the trunk cannot take.
+    """
+    spec = get_spec(name)
+    kw = _defaults(spec, kwargs)
+    hw = kw["input_size"]
+    if _out_shape(spec, kw, hw) is None:
+        smallest = smallest_input_size(name, **kw)
+        raise InputSizeError(
+            f"{name} cannot take a {hw[0]}x{hw[1]} input: the smallest it takes is {smallest}x{smallest}"
+        )
+    model = spec.builder(**kw)
+    model.spec = spec  # type: ignore[assignment]
+    model.config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}  # type: ignore[assignment]
+    return model

@@ -1,0 +1,98 @@
+"""Loading weights safely (``weights_only=True``) and saying clearly when they don't fit."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from ..errors import WeightsError
+from ._registry import create_model, get_spec
+
+__all__ = ["load_checkpoint", "load_weights", "build_model", "CHECKPOINT_KEYS"]
+
+CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict")
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a state_dict or a checkpoint dict; return (state_dict, meta).
+
+    Accepts a bare state_dict or a dict holding one under ``state_dict``/``model``/
+    ``model_state_dict``; strips ``module.`` prefixes (DataParallel/DDP). ``meta`` is the
+    checkpoint's own ``meta`` dict (model name, classes, input size, ...) or ``{}``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"weights file '{p}' not found: give the path of a .pt/.pth checkpoint")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            reason = "it holds Python objects that are not safe to unpickle (only tensors and plain containers load)"
+        else:
+            reason = f"not a readable PyTorch checkpoint ({first[:120]})"
+        raise WeightsError(f"cannot load weights '{p}': {reason}; save it with torch.save(model.state_dict(), path)") from None
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"cannot load weights '{p}': expected a state_dict, found {type(obj).__name__}")
+    meta = dict(obj.get("meta", {})) if isinstance(obj.get("meta"), Mapping) else {}
+    sd: Any = obj
+    for key in CHECKPOINT_KEYS:
+        if isinstance(obj.get(key), Mapping):
+            sd = obj[key]
+            break
+    sd = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
+    tensors = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise WeightsError(f"cannot load weights '{p}': it holds no tensors (keys: {', '.join(list(sd)[:5])})")
+    return tensors, meta
+
+
+def _first(items: list[str], n: int = 3) -> str:
+    more = f" and {len(items) - n} more" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "weights", name: str = "model") -> None:
+    """Load strictly; on mismatch raise WeightsError naming the first few differing keys and shapes."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append(f"shapes differ (file vs model): {_first(shapes)}")
+        if missing:
+            parts.append(f"missing keys: {_first(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_first(unexpected)}")
+        raise WeightsError(
+            f"{source} do not fit {name}: {'; '.join(parts)}. Are they for another model, or another --num-classes/--in-channels/--input-size?"
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def build_model(name: str, weights: str | os.PathLike | None = None, **kwargs: Any) -> nn.Module:
+    """``create_model`` plus optional weights. A checkpoint's own ``meta`` (classes, channels, input
+    size) fills options not given, and a checkpoint saved for another model is refused by name."""
+    if weights is None:
+        return create_model(name, **kwargs)
+    sd, meta = load_checkpoint(weights)
+    other = meta.get("model")
+    if other and other != name:
+        raise WeightsError(f"weights '{weights}' were saved for model '{other}', not '{name}': use --model {other}")
+    for key in ("num_classes", "in_channels", "input_size"):
+        if kwargs.get(key) is None and meta.get(key) is not None:
+            kwargs[key] = tuple(meta[key]) if key == "input_size" else meta[key]
+    model = create_model(name, **kwargs)
+    load_weights(model, sd, source=f"weights '{weights}'", name=name)
+    model.checkpoint_meta = meta  # type: ignore[assignment]
+    get_spec(name)
+    return model

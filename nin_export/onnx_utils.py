@@ -1,0 +1,112 @@
+"""Reading ONNX files safely and describing them (`nin-export inspect`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+from onnx import TensorProto
+
+from .errors import OnnxFileError
+
+__all__ = ["load_onnx", "read_metadata", "set_metadata", "OnnxInfo", "describe_onnx", "count_nodes", "QUANT_OPS"]
+
+QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "DynamicQuantizeLinear",
+             "ConvInteger", "MatMulInteger"}
+
+
+def load_onnx(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
+    """Load and (optionally) check an ONNX file, or raise OnnxFileError with one line."""
+    p = Path(path)
+    if not p.is_file():
+        raise OnnxFileError(f"ONNX file '{p}' not found: export one with 'nin-export onnx'")
+    try:
+        model = onnx.load(os.fspath(p))
+    except Exception as e:  # protobuf DecodeError and friends
+        raise OnnxFileError(f"'{p}' is not a readable ONNX model ({type(e).__name__}); re-export it with 'nin-export onnx'") from None
+    if not model.graph.node:
+        raise OnnxFileError(f"'{p}' holds no ONNX graph; re-export it with 'nin-export onnx'")
+    if check:
+        try:
+            onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as e:
+            raise OnnxFileError(f"'{p}' fails the ONNX checker: {str(e).strip().splitlines()[0][:200]}") from None
+    return model
+
+
+def read_metadata(model: onnx.ModelProto) -> dict[str, Any]:
+    """Embedded metadata; JSON values decoded."""
+    out: dict[str, Any] = {}
+    for prop in model.metadata_props:
+        try:
+            out[prop.key] = json.loads(prop.value)
+        except json.JSONDecodeError:
+            out[prop.key] = prop.value
+    return out
+
+
+def set_metadata(model: onnx.ModelProto, meta: dict[str, Any]) -> None:
+    """Merge ``meta`` into metadata_props; non-strings stored as JSON."""
+    merged = {p.key: p.value for p in model.metadata_props}
+    merged.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
+    del model.metadata_props[:]
+    for k, v in merged.items():
+        model.metadata_props.add(key=k, value=v)
+
+
+def count_nodes(model: onnx.ModelProto) -> int:
+    return len(model.graph.node)
+
+
+def _dims(vi: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in vi.type.tensor_type.shape.dim]
+
+
+def _param_count(model: onnx.ModelProto) -> int:
+    """Elements of weight/bias initializers; Q/DQ scales and zero points are not parameters."""
+    qparams = {name for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") for name in n.input[1:]}
+    total = 0
+    for init in model.graph.initializer:
+        if init.name in qparams or len(init.dims) == 0:
+            continue
+        n = 1
+        for d in init.dims:
+            n *= d
+        total += n
+    return total
+
+
+@dataclass
+class OnnxInfo:
+    path: str
+    bytes: int
+    opset: int
+    producer: str
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    op_histogram: dict[str, int]
+    params: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def quantized(self) -> bool:
+        return any(op in QUANT_OPS for op in self.op_histogram)
+
+
+def describe_onnx(path: str | os.PathLike) -> OnnxInfo:
+    model = load_onnx(path, check=True)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    io = lambda vis: [{"name": v.name, "dtype": TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower(),  # noqa: E731
+                       "shape": _dims(v)} for v in vis]
+    hist = Counter(n.op_type for n in model.graph.node)
+    return OnnxInfo(
+        path=os.fspath(path), bytes=Path(path).stat().st_size, opset=opset,
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+        inputs=io(model.graph.input), outputs=io(model.graph.output),
+        op_histogram=dict(hist.most_common()), params=_param_count(model), metadata=read_metadata(model),
+    )

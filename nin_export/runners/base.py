@@ -1,0 +1,66 @@
+"""The runner protocol shared by every backend."""
+
+from __future__ import annotations
+
+import abc
+import time
+from typing import Mapping
+
+import numpy as np
+
+__all__ = ["Runner"]
+
+
+class Runner(abc.ABC):
+    """Activate (load), infer, time, deactivate (free). Use as a context manager.
+
+    Subclasses implement ``activate_impl``, ``infer_impl`` and ``deactivate_impl``; the public
+    methods hold the state checks.
+    """
+
+    name: str = "runner"
+
+    def __init__(self) -> None:
+        self.is_active = False
+
+    def __enter__(self) -> "Runner":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()
+
+    def activate(self) -> None:
+        if self.is_active:
+            raise RuntimeError(f"{self.name} is already active")
+        self.activate_impl()
+        self.is_active = True
+
+    def deactivate(self) -> None:
+        if self.is_active:
+            self.deactivate_impl()
+            self.is_active = False
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.is_active:
+            raise RuntimeError(f"{self.name} must be activated before infer()")
+        return self.infer_impl(feed)
+
+    def time_infer(self, feed: Mapping[str, np.ndarray]) -> float:
+        """Seconds for one inference, host to host. GPU runners override this with device events."""
+        start = time.perf_counter()
+        self.infer(feed)
+        return time.perf_counter() - start
+
+    @property
+    @abc.abstractmethod
+    def input_names(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def activate_impl(self) -> None: ...
+
+    @abc.abstractmethod
+    def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def deactivate_impl(self) -> None:
+        pass

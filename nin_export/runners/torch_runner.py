@@ -1,0 +1,54 @@
+"""PyTorch eager runner (CPU, or CUDA with fp16 where a GPU exists)."""
+
+from __future__ import annotations
+
+import time
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import BackendUnavailableError
+from .base import Runner
+
+__all__ = ["TorchRunner"]
+
+
+class TorchRunner(Runner):
+    name = "torch"
+
+    def __init__(self, model: nn.Module, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 input_name: str = "input", output_name: str = "logits", threads: int | None = None) -> None:
+        super().__init__()
+        self.model, self.device, self.dtype = model, torch.device(device), dtype
+        self.input_name, self.output_name, self.threads = input_name, output_name, threads
+
+    def activate_impl(self) -> None:
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailableError("PyTorch here has no CUDA: install a CUDA build of torch, or use --device cpu")
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        self.model = self.model.eval().to(self.device, self.dtype)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [self.input_name]
+
+    @torch.inference_mode()
+    def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(feed[self.input_name])).to(self.device, self.dtype)
+        y = self.model(x)
+        return {self.output_name: y.float().cpu().numpy()}
+
+    @torch.inference_mode()
+    def time_infer(self, feed: Mapping[str, np.ndarray]) -> float:
+        if self.device.type != "cuda":
+            return super().time_infer(feed)
+        x = torch.from_numpy(np.ascontiguousarray(feed[self.input_name])).to(self.device, self.dtype)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        self.model(x)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0

@@ -1,0 +1,95 @@
+"""Per-layer summary: output shapes, parameters and multiply-accumulates (MACs) for one image.
+
+MACs count convolutions and linear layers (what every paper and tool reports); ReLU, pooling and
+dropout are counted as zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+import torch
+from torch import nn
+
+__all__ = ["Precision", "LayerInfo", "ModelSummary", "summarize", "BYTES_PER_PARAM"]
+
+
+class Precision(str, Enum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+BYTES_PER_PARAM = {Precision.FP32: 4, Precision.FP16: 2, Precision.INT8: 1}
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+
+
+@dataclass
+class ModelSummary:
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    layers: list[LayerInfo] = field(default_factory=list)
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    def weight_bytes(self) -> dict[str, int]:
+        """Bytes of weights at each precision (INT8 counts weights only: biases stay float32)."""
+        return {str(p): self.params * b for p, b in BYTES_PER_PARAM.items()}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(params=self.params, macs=self.macs, weight_bytes=self.weight_bytes())
+        return d
+
+
+def _macs(m: nn.Module, out: torch.Tensor) -> int:
+    if isinstance(m, nn.Conv2d):
+        kh, kw = m.kernel_size
+        return int(out[0].numel()) * (m.in_channels // m.groups) * kh * kw
+    if isinstance(m, nn.Linear):
+        return m.in_features * m.out_features
+    return 0
+
+
+def summarize(model: nn.Module, input_shape: tuple[int, int, int]) -> ModelSummary:
+    """Run one zero (C, H, W) input through ``model`` and record each leaf layer."""
+    layers: list[LayerInfo] = []
+    hooks = []
+
+    def hook(name: str):
+        def fn(m: nn.Module, _inp, out: torch.Tensor) -> None:
+            params = sum(p.numel() for p in m.parameters(recurse=False))
+            layers.append(LayerInfo(name, type(m).__name__, tuple(out.shape[1:]), int(params), _macs(m, out)))
+        return fn
+
+    for name, m in model.named_modules():
+        if not list(m.children()):
+            hooks.append(m.register_forward_hook(hook(name)))
+    try:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.zeros(1, *input_shape))
+        model.train(was_training)
+    finally:
+        for h in hooks:
+            h.remove()
+    return ModelSummary(tuple(input_shape), tuple(out.shape[1:]), layers)
