@@ -32,11 +32,11 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            reason = "it holds Python objects that are not safe to unpickle (only tensors and plain containers load)"
+        text = str(e)
+        if "Unsupported global" in text or "GLOBAL" in text:
+            reason = "it holds pickled Python objects, which are not loaded (only tensors and plain containers are)"
         else:
-            reason = f"not a readable PyTorch checkpoint ({first[:120]})"
+            reason = "not a readable PyTorch checkpoint (corrupt, truncated or another format)"
         raise WeightsError(f"cannot load weights '{p}': {reason}; save it with torch.save(model.state_dict(), path)") from None
     if not isinstance(obj, Mapping):
         raise WeightsError(f"cannot load weights '{p}': expected a state_dict, found {type(obj).__name__}")

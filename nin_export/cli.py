@@ -1,0 +1,275 @@
+"""The `nin-export` command line: parses options, calls the library, prints. No logic lives here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .errors import NinExportError
+
+# Piped output (CI logs, files) gets a wide fixed width so figures are never cut.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 132)
+
+DEFAULT_MODEL = "nin-cifar10"
+
+
+class Cli(click.Group):
+    """Turns every NinExportError into one line on stderr and exit status 1; Ctrl-C into 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NinExportError as e:
+            err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            sys.exit(130)
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _fmt_macs(n: int) -> str:
+    return f"{n / 1e9:.3f} G" if n >= 1e9 else f"{n / 1e6:.1f} M"
+
+
+def _progress(msg: str) -> None:
+    err_console.print(f"[dim]-[/] {escape(msg)}")
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="nin-export")
+def cli() -> None:
+    """Network-in-Network from PyTorch to ONNX, FP16/INT8 and TensorRT, measured against its FC-headed twin.
+
+    \b
+    Example:
+      nin-export models
+      nin-export onnx --model nin-cifar10 -o out/
+      nin-export inspect out/nin-cifar10.sim.onnx
+    """
+
+
+# --- models / summary ---------------------------------------------------------------------------
+
+@cli.command("models")
+def models_cmd() -> None:
+    """List every model with its parameters, MACs and input shape at its defaults.
+
+    \b
+    Example:
+      nin-export models
+    """
+    from .models import create_model, get_spec, list_models
+    from .summary import summarize
+
+    table = Table(title="nin-export models (defaults)")
+    for col, just in (("model", "left"), ("head", "left"), ("twin", "left"), ("input", "left"), ("classes", "right"),
+                      ("params", "right"), ("MACs", "right"), ("fp32", "right")):
+        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    for name in list_models():
+        spec = get_spec(name)
+        s = summarize(create_model(name), (spec.in_channels, *spec.input_size))
+        table.add_row(name, spec.head, spec.twin or "-", "x".join(map(str, (spec.in_channels, *spec.input_size))),
+                      str(spec.num_classes), _fmt_int(s.params), _fmt_macs(s.macs), _fmt_bytes(s.params * 4))
+    console.print(table)
+    console.print("head gap: global average pooling, any input size from the smallest the trunk takes; "
+                  "head fc: fully connected, input size fixed when built (--input-size).")
+
+
+def _model_options(f):
+    f = click.option("--fc-width", type=int, default=None, help="Hidden width of an fc-* twin's head (default 4096).")(f)
+    f = click.option("--init", type=click.Choice(["default", "paper"]), default=None,
+                     help="Weight init when no --weights: modern Kaiming (default) or the paper's Gaussian.")(f)
+    f = click.option("--input-size", default=None, metavar="HxW", help="Input height x width, e.g. 32x32 (default: the model's).")(f)
+    f = click.option("--in-channels", type=int, default=None, help="Input channels (default: the model's, 3).")(f)
+    f = click.option("--num-classes", type=int, default=None, help="Number of classes (default: the model's).")(f)
+    return f
+
+
+def _build(model: str, weights: str | None = None, **kw: Any):
+    from .models import build_model, get_spec
+
+    spec = get_spec(model)
+    if kw.get("fc_width") is not None and spec.builder.__name__.replace("_", "-") not in {"fc-cifar10", "fc-imagenet", "fc-seed"}:
+        raise NinExportError(f"--fc-width applies to the fc-* twins only, not {model}")
+    try:
+        return build_model(model, weights, **kw)
+    except ValueError as e:  # num_classes < 1 and the like
+        raise NinExportError(str(e)) from None
+
+
+@cli.command("summary")
+@click.argument("model")
+@_model_options
+def summary_cmd(model: str, **kw: Any) -> None:
+    """Per-layer table (output shape, params, MACs) and totals with weight bytes per precision.
+
+    \b
+    Example:
+      nin-export summary nin-imagenet
+      nin-export summary nin-cifar10 --num-classes 100 --input-size 48x48
+    """
+    from .summary import summarize
+
+    m = _build(model, **kw)
+    cfg = m.config
+    s = summarize(m, (cfg["in_channels"], *cfg["input_size"]))
+    table = Table(title=f"{model}: input {cfg['in_channels']}x{cfg['input_size'][0]}x{cfg['input_size'][1]}")
+    for col, just in (("layer", "left"), ("type", "left"), ("output", "left"), ("params", "right"), ("MACs", "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for layer in s.layers:
+        table.add_row(layer.name, layer.type, "x".join(map(str, layer.output_shape)),
+                      _fmt_int(layer.params) if layer.params else "", _fmt_int(layer.macs) if layer.macs else "")
+    table.add_section()
+    table.add_row("total", "", "x".join(map(str, s.output_shape)), _fmt_int(s.params), _fmt_int(s.macs))
+    console.print(table)
+    wb = s.weight_bytes()
+    console.print(f"params {_fmt_int(s.params)}, MACs {_fmt_macs(s.macs)} per image; weights "
+                  + ", ".join(f"{p} {_fmt_bytes(b)}" for p, b in wb.items()))
+
+
+# --- onnx ----------------------------------------------------------------------------------------
+
+def _parse_batch(value: str | None) -> int | None:
+    if value is None or value.lower() == "dynamic":
+        return None
+    try:
+        b = int(value)
+    except ValueError:
+        raise NinExportError(f"--batch must be a positive number or 'dynamic', got '{value}'") from None
+    if b < 1:
+        raise NinExportError(f"--batch must be a positive number or 'dynamic', got '{value}'")
+    return b
+
+
+@cli.command("onnx")
+@click.option("--model", "-m", default=None, help=f"Registered model name (default {DEFAULT_MODEL}; see 'nin-export models').")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False), default=None,
+              help="State_dict or checkpoint (.pt); loaded with weights_only=True. Random init if omitted.")
+@_model_options
+@click.option("--opset", type=int, default=None, help="ONNX opset (default 17; >= 13 for per-channel INT8).")
+@click.option("--batch", default=None, metavar="N|dynamic", help="Fixed batch size, or 'dynamic' (default).")
+@click.option("--dynamic-hw", is_flag=True, default=False, help="NiN variants: dynamic height and width as well.")
+@click.option("--no-simplify", is_flag=True, default=False, help="Skip onnxsim.")
+@click.option("--name", default=None, help="Base name of the files (default: the model name).")
+@click.option("-o", "--output-dir", default="out", show_default=True, help="Directory for the ONNX files and manifest.json.")
+def onnx_cmd(model: str | None, weights: str | None, opset: int | None, batch: str | None, dynamic_hw: bool,
+             no_simplify: bool, name: str | None, output_dir: str, **kw: Any) -> None:
+    """Export a model to ONNX, simplify it with onnxsim, and verify both against PyTorch.
+
+    Writes OUT/<name>.onnx and OUT/<name>.sim.onnx (metadata embedded) and records both, with
+    their verification figures, in OUT/manifest.json.
+
+    \b
+    Example:
+      nin-export onnx --model nin-cifar10 --weights ckpt.pt -o out/
+      nin-export onnx --model nin-imagenet --batch 1 --opset 13
+      nin-export onnx --model nin-seed --dynamic-hw --input-size 96x96
+    """
+    from .export import DEFAULT_OPSET, ExportOptions, export_model
+
+    model = model or DEFAULT_MODEL
+    opts = ExportOptions(opset=opset or DEFAULT_OPSET, batch=_parse_batch(batch), dynamic_hw=dynamic_hw, simplify=not no_simplify)
+    m = _build(model, weights, **kw)
+    res = export_model(m, output_dir, name, weights=weights, options=opts, progress=_progress)
+    tol = opts.tolerance.describe()
+    for fname, agree in res.verification.items():
+        console.print(f"[green]verified[/] {fname}: {agree.describe()}  (tolerance {tol})")
+    if res.sim_path:
+        console.print(f"nodes: {res.nodes} -> {res.sim_nodes} after onnxsim")
+    console.print(f"wrote {res.onnx_path}" + (f" and {res.sim_path}" if res.sim_path else "")
+                  + f"; manifest {Path(output_dir) / 'manifest.json'}")
+
+
+# --- inspect -------------------------------------------------------------------------------------
+
+@cli.command("inspect")
+@click.argument("path", type=click.Path(dir_okay=False))
+def inspect_cmd(path: str) -> None:
+    """Describe an ONNX file: inputs/outputs, opset, op histogram, parameters, embedded metadata.
+
+    \b
+    Example:
+      nin-export inspect out/nin-cifar10.sim.onnx
+    """
+    from .onnx_utils import describe_onnx
+
+    info = describe_onnx(path)
+    console.print(f"[bold]{info.path}[/]  {_fmt_bytes(info.bytes)}, opset {info.opset}, producer {info.producer}")
+    for kind, items in (("input", info.inputs), ("output", info.outputs)):
+        for io in items:
+            console.print(escape(f"  {kind:6} {io['name']}: {io['dtype']} [{', '.join(map(str, io['shape']))}]"))
+    declared = info.metadata.get("params")
+    params = _fmt_int(info.params)
+    if isinstance(declared, int) and declared != info.params:
+        params = f"{_fmt_int(declared)} (model); {params} stored, identical initializers shared"
+    console.print(f"  params {params}")
+    console.print(f"  {sum(info.op_histogram.values())} nodes: " + ", ".join(f"{op} x{n}" for op, n in info.op_histogram.items()))
+    if info.metadata:
+        table = Table(title="metadata", show_header=False)
+        table.add_column("key")
+        table.add_column("value")
+        for k, v in info.metadata.items():
+            table.add_row(escape(k), escape(str(v)))
+        console.print(table)
+
+
+# --- pipeline ------------------------------------------------------------------------------------
+
+@cli.command("pipeline")
+@click.option("--model", "-m", default=None, help="NiN variant (default nin-cifar10).")
+@click.option("--baseline", "-b", default=None, help="Model to compare with (default: the model's FC-headed twin).")
+@click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Weights for --model (random init if omitted).")
+@click.option("--baseline-weights", default=None, type=click.Path(dir_okay=False), help="Weights for --baseline.")
+@click.option("-o", "--output-dir", default="runs/default", show_default=True, help="Directory for every artifact.")
+def pipeline_cmd(model: str | None, baseline: str | None, weights: str | None, baseline_weights: str | None, output_dir: str) -> None:
+    """Everything from model to artifacts for a NiN and its FC-headed twin, each step verified.
+
+    \b
+    Example:
+      nin-export pipeline
+      nin-export pipeline --model nin-imagenet -o runs/imagenet
+    """
+    from .pipeline import DEFAULT_MODEL, PipelineConfig, run_pipeline
+
+    cfg = PipelineConfig(model=model or DEFAULT_MODEL, baseline=baseline, weights=weights,
+                         baseline_weights=baseline_weights, out_dir=output_dir)
+    rows = run_pipeline(cfg, progress=_progress)
+    table = Table(title=f"artifacts in {output_dir}")
+    for col, just in (("model", "left"), ("file", "left"), ("precision", "left"), ("size", "right"), ("params", "right"),
+                      ("nodes", "right"), ("vs parent", "left")):
+        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    for r in rows:
+        v = r.get("verification") or {}
+        check = f"top-1 {v['top1_agreement']:.0%}, max abs {v['max_abs']:.2g}" if v else "-"
+        table.add_row(r["model"], r["file"], r["precision"], _fmt_bytes(r["bytes"]), _fmt_int(r.get("params", 0)),
+                      str(r.get("nodes", "")), check)
+    console.print(table)
+    console.print(f"manifest: {Path(output_dir) / 'manifest.json'}")
+
+
+def main() -> None:
+    cli(prog_name="nin-export")
+
+
+if __name__ == "__main__":
+    main()
