@@ -14,7 +14,7 @@ from onnx import TensorProto
 
 from .errors import OnnxFileError
 
-__all__ = ["load_onnx", "read_metadata", "set_metadata", "OnnxInfo", "describe_onnx", "count_nodes", "QUANT_OPS"]
+__all__ = ["toposort", "load_onnx", "read_metadata", "set_metadata", "OnnxInfo", "describe_onnx", "count_nodes", "QUANT_OPS"]
 
 QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "DynamicQuantizeLinear",
              "ConvInteger", "MatMulInteger"}
@@ -57,6 +57,27 @@ def set_metadata(model: onnx.ModelProto, meta: dict[str, Any]) -> None:
     del model.metadata_props[:]
     for k, v in merged.items():
         model.metadata_props.add(key=k, value=v)
+
+
+def toposort(model: onnx.ModelProto) -> None:
+    """Reorder graph nodes so each comes after the producers of its inputs (in place, stable)."""
+    g = model.graph
+    ready = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
+    pending = list(g.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(i in ready for i in n.input):
+                ordered.append(n)
+                ready.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            raise OnnxFileError("the ONNX graph has a cycle or an input that nothing produces")
+        pending = rest
+    del g.node[:]
+    g.node.extend(ordered)
 
 
 def count_nodes(model: onnx.ModelProto) -> int:

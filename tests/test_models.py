@@ -81,7 +81,7 @@ def test_paper_init_is_gaussian_with_zero_bias():
     m = create_model("nin-cifar10", init="paper")
     w = m.features[0][0].weight
     assert abs(float(w.detach().std()) - 0.05) < 0.005
-    assert all(float(p.abs().max()) == 0 for n, p in m.named_parameters() if n.endswith("bias"))
+    assert all(float(p.detach().abs().max()) == 0 for n, p in m.named_parameters() if n.endswith("bias"))
 
 
 def test_weights_state_dict_and_checkpoint_forms(tmp_path):
