@@ -18,7 +18,6 @@ import os
 import tempfile
 import warnings
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,7 +30,7 @@ from .errors import NinExportError, OnnxFileError, OutputPathError, Verification
 from .manifest import record_artifact
 from .onnx_utils import QUANT_OPS, load_onnx, read_metadata, set_metadata, toposort
 from .runners import OrtRunner
-from .summary import Precision
+from .enums import CalibMethod, Precision
 from .verify import Agreement, Tolerance, compare
 
 __all__ = [
@@ -59,18 +58,6 @@ TOLERANCES = {
     Precision.FP16: Tolerance(atol=float("inf"), rtol=0.0, min_cosine=0.999),
     Precision.INT8: Tolerance(atol=float("inf"), rtol=0.0, min_cosine=0.95),
 }
-
-
-class CalibMethod(str, Enum):
-    MINMAX = "minmax"
-    ENTROPY = "entropy"
-    PERCENTILE = "percentile"
-
-    def ort(self):
-        from onnxruntime.quantization import CalibrationMethod
-
-        return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                "percentile": CalibrationMethod.Percentile}[self.value]
 
 
 @dataclass
@@ -139,9 +126,9 @@ def _select(source: DataSource, calib_count: int, eval_count: int, need_calib: b
         raise DataError(f"too few calibration images: {len(calib)} usable in the calibration split of {source.name} "
                         f"({len(source)} in all, a fifth held out); INT8 needs at least {MIN_CALIB_IMAGES}, "
                         f"{RECOMMENDED_CALIB_IMAGES} recommended")
-    if need_calib and len(calib) < min(calib_count, RECOMMENDED_CALIB_IMAGES):
-        notes.append(f"only {len(calib)} calibration images (fewer than the {min(calib_count, RECOMMENDED_CALIB_IMAGES)} "
-                     f"asked for/recommended): INT8 ranges may be off; give more images")
+    if need_calib and len(calib) < RECOMMENDED_CALIB_IMAGES:
+        notes.append(f"only {len(calib)} calibration images ({RECOMMENDED_CALIB_IMAGES} recommended): "
+                     f"INT8 ranges may be off; give more images with --calib-count/--calib-data")
     return calib, test[:eval_count], notes
 
 
@@ -336,6 +323,9 @@ def quantize(src: str | os.PathLike, options: QuantizeOptions, output: str | os.
     spec = "synthetic" if options.allow_synthetic and options.calib_data is None else (options.calib_data or "digits")
     source = open_source(spec, pre, allow_synthetic=options.allow_synthetic)
     notes: list[str] = []
+    if meta.get("weights") == "random-init":
+        notes.append("the model has random weights: its logits are nearly flat, so top-1 agreement here "
+                     "understates what a trained model keeps; export with --weights for real figures")
     if source.synthetic:
         notes.append("synthetic random data: the agreement figures below say nothing about accuracy on real images")
     calib_idx, eval_idx, sel_notes = _select(source, options.calib_count, options.eval_count, prec is Precision.INT8)

@@ -7,24 +7,12 @@ dropout are counted as zero.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
-
 import torch
 from torch import nn
 
+from .enums import BYTES_PER_PARAM, Precision
+
 __all__ = ["Precision", "LayerInfo", "ModelSummary", "summarize", "BYTES_PER_PARAM"]
-
-
-class Precision(str, Enum):
-    FP32 = "fp32"
-    FP16 = "fp16"
-    INT8 = "int8"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-BYTES_PER_PARAM = {Precision.FP32: 4, Precision.FP16: 2, Precision.INT8: 1}
 
 
 @dataclass

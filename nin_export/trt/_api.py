@@ -1,0 +1,102 @@
+"""Which TensorRT is installed, and the few places where the flavours differ, named."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from enum import Enum
+from types import ModuleType
+from typing import Any
+
+from ..errors import BackendUnavailableError
+
+__all__ = ["Backend", "TrtBackend", "load_backend", "INSTALL_HINT"]
+
+INSTALL_HINT = {
+    "tensorrt": "pip install tensorrt (TensorRT 10/11, needs an NVIDIA GPU to build); on Jetson use JetPack's "
+                "python3-libnvinfer in a venv made with --system-site-packages",
+    "tensorrt-rtx": "pip install 'nin-export[rtx]' (tensorrt-rtx-cu13: TensorRT-RTX, builds ahead of time without a GPU)",
+}
+
+
+class Backend(str, Enum):
+    AUTO = "auto"
+    TENSORRT = "tensorrt"
+    TENSORRT_RTX = "tensorrt-rtx"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class TrtBackend:
+    """An imported TensorRT module and what kind it is."""
+
+    trt: ModuleType
+    flavour: Backend  # TENSORRT or TENSORRT_RTX
+
+    @property
+    def version(self) -> str:
+        return str(self.trt.__version__)
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    @property
+    def is_rtx(self) -> bool:
+        return self.flavour is Backend.TENSORRT_RTX
+
+    @property
+    def always_strongly_typed(self) -> bool:
+        """TensorRT 11 and TensorRT-RTX have only strongly typed networks."""
+        return self.is_rtx or self.major >= 11
+
+    @property
+    def has_builder_fp16(self) -> bool:
+        """BuilderFlag.FP16 exists (TensorRT 10.x) - removed in 11.x, absent from TensorRT-RTX."""
+        return not self.always_strongly_typed and hasattr(self.trt.BuilderFlag, "FP16")
+
+    @property
+    def supports_aot_targets(self) -> bool:
+        """Ahead-of-time compute-capability targets (TensorRT-RTX)."""
+        return self.is_rtx and hasattr(self.trt, "ComputeCapability")
+
+    def network_flags(self, strongly_typed: bool) -> int:
+        flag = getattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        if strongly_typed and flag is None:
+            raise BackendUnavailableError(f"TensorRT {self.version} has no strongly typed networks: TensorRT 10.0 or newer is needed")
+        return (1 << int(flag)) if strongly_typed else 0
+
+    def describe(self) -> str:
+        return f"{'TensorRT-RTX' if self.is_rtx else 'TensorRT'} {self.version}"
+
+
+def _import(module: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+    except Exception as e:  # noqa: BLE001  (a broken install: missing CUDA libraries and the like)
+        raise BackendUnavailableError(f"{module} is installed but cannot be imported ({str(e).splitlines()[0][:150]})") from None
+
+
+def load_backend(backend: Backend | str = Backend.AUTO) -> TrtBackend:
+    """Import TensorRT (``tensorrt``) or TensorRT-RTX (``tensorrt_rtx``). AUTO prefers full TensorRT."""
+    backend = Backend(backend)
+    order: list[tuple[str, Backend]] = []
+    if backend in (Backend.AUTO, Backend.TENSORRT):
+        order.append(("tensorrt", Backend.TENSORRT))
+    if backend in (Backend.AUTO, Backend.TENSORRT_RTX):
+        order.append(("tensorrt_rtx", Backend.TENSORRT_RTX))
+    for module, flavour in order:
+        mod = _import(module)
+        if mod is not None and hasattr(mod, "Builder"):  # PyPI's 'tensorrt' stub has no Builder
+            return TrtBackend(mod, flavour)
+    if backend is Backend.AUTO:
+        raise BackendUnavailableError(f"no TensorRT is installed: {INSTALL_HINT['tensorrt-rtx']}; or {INSTALL_HINT['tensorrt']}")
+    raise BackendUnavailableError(f"{backend.value} is not installed: {INSTALL_HINT[backend.value]}")
+
+
+def trt_dtype_name(dt: Any) -> str:
+    return str(dt).split(".")[-1].lower()

@@ -1,0 +1,336 @@
+"""ONNX -> TensorRT engine plan + JSON sidecar. Precision comes from the graph (strongly typed);
+on TensorRT 10 the FP16 builder flag is offered as an option instead."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import onnx
+
+from .. import __version__
+from .._io import atomic_path, sha256_file, write_json
+from ..enums import Precision
+from ..errors import NinExportError, OnnxFileError
+from ..onnx_utils import QUANT_OPS, load_onnx, read_metadata
+from ._api import Backend, TrtBackend, load_backend, trt_dtype_name
+from .sidecar import SIDECAR_SCHEMA, current_gpu, sidecar_path
+
+__all__ = ["Profile", "BuildOptions", "BuildResult", "build_engine", "parse_shape", "parse_batch_profile",
+           "graph_precision", "ParseError", "BuildError", "DEFAULT_BATCH_PROFILE"]
+
+DEFAULT_BATCH_PROFILE = (1, 8, 32)
+# Without a GPU, TensorRT-RTX builds ahead of time for these (Ampere, Ada, Blackwell). Turing (SM75)
+# only on request: TensorRT-RTX 1.7 refuses FP32 GEMMs there. With a GPU: CURRENT.
+DEFAULT_RTX_TARGETS = ("SM80", "SM86", "SM89", "SM120")
+DEFAULT_WORKSPACE_MIB = 1024
+Progress = Callable[[str], None]
+
+
+class ParseError(NinExportError):
+    """The TensorRT ONNX parser refused the graph (message lists every error, node by node)."""
+
+
+class BuildError(NinExportError):
+    """TensorRT could not build an engine."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """min/opt/max shapes for one input."""
+
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'1x3x224x224' (or 'input:1x3x224x224', trtexec style) -> (1, 3, 224, 224)."""
+    body = text.split(":", 1)[1] if ":" in text else text
+    try:
+        dims = tuple(int(d) for d in body.lower().split("x"))
+    except ValueError:
+        raise NinExportError(f"bad shape '{text}': write it as NxCxHxW, e.g. 1x3x224x224") from None
+    if any(d < 1 for d in dims):
+        raise NinExportError(f"bad shape '{text}': every dimension must be positive")
+    return dims
+
+
+def parse_batch_profile(text: str) -> tuple[int, int, int]:
+    """'1:8:32' -> (1, 8, 32); '8' -> (8, 8, 8)."""
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        raise NinExportError(f"bad --batch '{text}': write MIN:OPT:MAX, e.g. 1:8:32, or one number") from None
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or min(parts) < 1:
+        raise NinExportError(f"bad --batch '{text}': write MIN:OPT:MAX with positive numbers, e.g. 1:8:32")
+    return parts[0], parts[1], parts[2]
+
+
+@dataclass
+class BuildOptions:
+    backend: Backend = Backend.AUTO
+    batch: tuple[int, int, int] | None = None  # MIN:OPT:MAX batch; None: DEFAULT_BATCH_PROFILE for a dynamic batch
+    min_shape: tuple[int, ...] | None = None
+    opt_shape: tuple[int, ...] | None = None
+    max_shape: tuple[int, ...] | None = None
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB
+    timing_cache: str | None = None
+    targets: Sequence[str] = ()  # TensorRT-RTX AOT targets, e.g. ("SM86", "SM89")
+    builder_fp16: bool = False  # TensorRT 10: weakly typed network + BuilderFlag.FP16 on an FP32 graph
+
+
+@dataclass
+class BuildResult:
+    engine: Path
+    sidecar: Path
+    info: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def graph_precision(model: onnx.ModelProto) -> Precision:
+    if any(n.op_type in QUANT_OPS for n in model.graph.node):
+        return Precision.INT8
+    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
+        return Precision.FP16
+    return Precision.FP32
+
+
+def _dims(vi: onnx.ValueInfoProto) -> list[int | None]:
+    return [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+
+
+def resolve_profiles(model: onnx.ModelProto, opts: BuildOptions) -> dict[str, Profile]:
+    """One profile for the (single) image input, from --batch or --min/opt/max-shape and the ONNX shape."""
+    inputs = [i for i in model.graph.input if i.name not in {x.name for x in model.graph.initializer}]
+    if len(inputs) != 1:
+        raise NinExportError(f"expected one input, the ONNX has {len(inputs)}")
+    inp = inputs[0]
+    dims = _dims(inp)
+    meta = read_metadata(model)
+    explicit = [opts.min_shape, opts.opt_shape, opts.max_shape]
+    if any(s is not None for s in explicit):
+        if opts.batch is not None:
+            raise NinExportError("give either --batch or --min-shape/--opt-shape/--max-shape, not both")
+        if any(s is None for s in explicit):
+            raise NinExportError("--min-shape, --opt-shape and --max-shape go together: give all three")
+        mn, op, mx = explicit  # type: ignore[misc]
+    else:
+        hw = meta.get("input_size") or [None, None]
+        base = [d if d is not None else (hw[i - 2] if i >= 2 else None) for i, d in enumerate(dims)]
+        if any(d is None for d in base[1:]):
+            raise NinExportError(f"input '{inp.name}' has dynamic dims {dims}: give --min-shape/--opt-shape/--max-shape")
+        if dims[0] is None:
+            b = opts.batch or DEFAULT_BATCH_PROFILE
+            mn, op, mx = ((b[0], *base[1:]), (b[1], *base[1:]), (b[2], *base[1:]))
+        else:
+            if opts.batch is not None and set(opts.batch) != {dims[0]}:
+                raise NinExportError(f"the ONNX has a fixed batch of {dims[0]}; --batch {':'.join(map(str, opts.batch))} "
+                                     f"needs an ONNX exported with a dynamic batch ('nin-export onnx --batch dynamic')")
+            mn = op = mx = tuple(base)  # type: ignore[assignment]
+    mn, op, mx = tuple(mn), tuple(op), tuple(mx)  # type: ignore[assignment]
+    for s, what in ((mn, "min"), (op, "opt"), (mx, "max")):
+        if len(s) != len(dims):
+            raise NinExportError(f"--{what}-shape {'x'.join(map(str, s))} has {len(s)} dims; input '{inp.name}' has {len(dims)}")
+        for axis, (d, v) in enumerate(zip(dims, s)):
+            if d is not None and d != v:
+                raise NinExportError(f"--{what}-shape {'x'.join(map(str, s))}: dim {axis} of '{inp.name}' is fixed at {d}")
+    if not all(a <= b <= c for a, b, c in zip(mn, op, mx)):
+        raise NinExportError(f"unsupported profile: need min <= opt <= max in every dim, got min {'x'.join(map(str, mn))}, "
+                             f"opt {'x'.join(map(str, op))}, max {'x'.join(map(str, mx))}")
+    return {inp.name: Profile(mn, op, mx)}
+
+
+def _parse_errors(parser: Any) -> str:
+    lines = []
+    for i in range(parser.num_errors):
+        e = parser.get_error(i)
+        where = []
+        try:
+            if e.node() >= 0:
+                where.append(f"node {e.node()}")
+            if e.node_name():
+                where.append(e.node_name())
+            if e.node_operator():
+                where.append(f"({e.node_operator()})")
+        except AttributeError:
+            pass
+        lines.append(f"  {' '.join(where) or 'graph'}: {e.desc()}")
+    return "\n".join(lines)
+
+
+def _progress_monitor(backend: TrtBackend, say: Progress):
+    base = getattr(backend.trt, "IProgressMonitor", None)
+    if base is None:
+        return None
+
+    class Monitor(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+
+        def phase_start(self, phase_name, parent_phase, num_steps):  # noqa: ANN001
+            if parent_phase is None:
+                say(f"TensorRT: {phase_name}")
+
+        def step_complete(self, phase_name, step):  # noqa: ANN001
+            return True  # keep building
+
+        def phase_finish(self, phase_name):  # noqa: ANN001
+            pass
+
+    return Monitor()
+
+
+def _logger(backend: TrtBackend, sink: list[str]):
+    trt = backend.trt
+
+    class Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+
+        def log(self, severity, msg):  # noqa: ANN001
+            if severity <= trt.ILogger.Severity.WARNING:
+                sink.append(f"{str(severity).split('.')[-1].lower()}: {msg}")
+
+    return Logger()
+
+
+def default_engine_path(src: Path, precision: Precision, backend: TrtBackend) -> Path:
+    stem = src.name[: -len(".onnx")] if src.name.endswith(".onnx") else src.stem
+    for suffix in (".sim", ".fp16", ".int8", ".fp32"):
+        stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
+    tag = "rtx." if backend.is_rtx else ""
+    return src.with_name(f"{stem}.{precision.value}.{tag}engine")
+
+
+def build_engine(onnx_path: str | os.PathLike, options: BuildOptions | None = None, output: str | os.PathLike | None = None,
+                 progress: Progress | None = None) -> BuildResult:
+    """Build a serialized engine from an ONNX whose graph carries its precision; write it with a sidecar."""
+    opts = options or BuildOptions()
+    say = progress or (lambda _m: None)
+    src = Path(onnx_path)
+    model = load_onnx(src)  # a corrupt ONNX fails here with one line
+    backend = load_backend(opts.backend)
+    trt = backend.trt
+    precision = graph_precision(model)
+    notes: list[str] = []
+    if opts.builder_fp16:
+        if not backend.has_builder_fp16:
+            raise NinExportError(f"--builder-fp16 needs TensorRT 10 (BuilderFlag.FP16); {backend.describe()} is strongly typed only: "
+                                 f"use --fp16, which converts the graph")
+        if precision is not Precision.FP32:
+            raise NinExportError("--builder-fp16 applies to an FP32 graph; this one is already " + precision.value)
+    if opts.targets and not backend.supports_aot_targets:
+        raise NinExportError(f"--target applies to TensorRT-RTX; {backend.describe()} builds for the GPU it runs on")
+    if opts.timing_cache and backend.is_rtx:
+        notes.append("--timing-cache ignored: TensorRT-RTX's timing cache has no effect and would force a GPU during the build")
+    profiles = resolve_profiles(model, opts)
+    strongly_typed = not opts.builder_fp16
+    out = Path(output) if output else default_engine_path(src, Precision.FP16 if opts.builder_fp16 else precision, backend)
+
+    log: list[str] = []
+    logger = _logger(backend, log)
+    builder = trt.Builder(logger)
+    network = builder.create_network(backend.network_flags(strongly_typed))
+    parser = trt.OnnxParser(network, logger)
+    say(f"parsing {src.name} with {backend.describe()}")
+    # parse_from_file resolves external data next to the model; parse(bytes) would not
+    ok = parser.parse_from_file(os.fspath(src)) if hasattr(parser, "parse_from_file") else parser.parse(src.read_bytes())
+    if not ok:
+        raise ParseError(f"TensorRT's ONNX parser refused {src.name} ({parser.num_errors} error(s)):\n{_parse_errors(parser)}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_mib) << 20)
+    if opts.builder_fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    prof = builder.create_optimization_profile()
+    for name, p in profiles.items():
+        prof.set_shape(name, p.min, p.opt, p.max)
+    config.add_optimization_profile(prof)
+    targets: list[str] = []
+    if backend.supports_aot_targets:
+        names = [t.upper() for t in opts.targets] or (["CURRENT"] if current_gpu() else list(DEFAULT_RTX_TARGETS))
+        cc_enum = trt.ComputeCapability
+        unknown = [t for t in names if not hasattr(cc_enum, t) or t == "NONE"]
+        if unknown:
+            valid = [n for n in dir(cc_enum) if n.startswith("SM")]
+            hint = " (Hopper, SM90, is not a TensorRT-RTX target)" if any(u.startswith("SM9") for u in unknown) else ""
+            raise NinExportError(f"unknown --target {', '.join(unknown)}: choose from {', '.join(valid)}{hint}")
+        config.num_compute_capabilities = len(names)
+        for i, t in enumerate(names):
+            config.set_compute_capability(getattr(cc_enum, t), i)
+        gpu = current_gpu()
+        targets = [gpu["compute_capability"] if t == "CURRENT" and gpu else f"{t[2:-1]}.{t[-1]}" for t in names]
+        if "SM75" in names:
+            notes.append("TensorRT-RTX 1.7 cannot compile FP32 GEMMs (the FC heads) for Turing, SM75: "
+                         "FC-headed models fail to build there")
+    monitor = _progress_monitor(backend, say)
+    if monitor is not None:
+        config.progress_monitor = monitor
+    cache_bytes = None
+    if opts.timing_cache and not backend.is_rtx:
+        tc_path = Path(opts.timing_cache)
+        cache = config.create_timing_cache(tc_path.read_bytes() if tc_path.is_file() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+
+    say(f"building {precision.value if strongly_typed else 'fp32 graph + FP16 builder flag'} engine"
+        + (f" for {', '.join(targets)}" if targets else ""))
+    t0 = time.perf_counter()
+    plan = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - t0
+    if plan is None:
+        errors = "; ".join(m for m in log if m.startswith(("error", "internal"))) or "no reason given"
+        raise BuildError(f"TensorRT could not build {src.name}: {errors[:500]}")
+    if opts.timing_cache and not backend.is_rtx:
+        cache_bytes = bytes(config.get_timing_cache().serialize())
+
+    io = []
+    for i in range(network.num_inputs):
+        t = network.get_input(i)
+        io.append({"name": t.name, "mode": "input", "dtype": trt_dtype_name(t.dtype), "shape": list(t.shape)})
+    for i in range(network.num_outputs):
+        t = network.get_output(i)
+        io.append({"name": t.name, "mode": "output", "dtype": trt_dtype_name(t.dtype), "shape": list(t.shape)})
+
+    with atomic_path(out, suffix=".engine") as tmp:
+        with open(tmp, "wb") as f:
+            f.write(plan)
+        engine_sha = sha256_file(tmp)
+    if cache_bytes is not None:
+        with atomic_path(opts.timing_cache) as tmp:  # type: ignore[arg-type]
+            tmp.write_bytes(cache_bytes)
+    meta = read_metadata(model)
+    info: dict[str, Any] = {
+        "schema": SIDECAR_SCHEMA,
+        "engine": out.name,
+        "bytes": out.stat().st_size,
+        "sha256": engine_sha,
+        "flavour": backend.flavour.value,
+        "trt_version": backend.version,
+        "gpu": current_gpu(),  # the GPU the build ran on, if any
+        "targets": targets,
+        "precision": (Precision.FP16 if opts.builder_fp16 else precision).value,
+        "precision_path": "graph (strongly typed network)" if strongly_typed else "FP32 graph + BuilderFlag.FP16 (weakly typed)",
+        "strongly_typed": strongly_typed,
+        "workspace_mib": opts.workspace_mib,
+        "profiles": [{name: p.to_dict() for name, p in profiles.items()}],
+        "io": io,
+        "source_onnx": {"file": src.name, "sha256": sha256_file(src), "bytes": src.stat().st_size},
+        "model": meta.get("model"),
+        "model_metadata": meta,
+        "build_seconds": round(seconds, 3),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "producer": f"nin-export {__version__}",
+        "builder_warnings": [m for m in log if m.startswith("warning")][:20],
+    }
+    side = write_json(sidecar_path(out), info)
+    return BuildResult(out, side, info, notes)

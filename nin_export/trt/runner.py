@@ -1,0 +1,142 @@
+"""TensorRT engine runner: the runner protocol over execute_async_v3, with torch CUDA tensors as
+I/O buffers (no other CUDA bindings). Loads an engine only after its sidecar matches the
+installed TensorRT and this GPU."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, NinExportError
+from ..runners.base import Runner
+from ._api import Backend, load_backend
+from .sidecar import check_compatible, current_gpu, read_sidecar
+
+__all__ = ["TrtRunner"]
+
+
+def _torch_dtype(trt: Any, dt: Any):
+    import torch
+
+    table = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16, trt.DataType.INT32: torch.int32,
+             trt.DataType.INT8: torch.int8, trt.DataType.BOOL: torch.bool}
+    if hasattr(trt.DataType, "INT64"):
+        table[trt.DataType.INT64] = torch.int64
+    return table[dt]
+
+
+class TrtRunner(Runner):
+    name = "tensorrt"
+
+    def __init__(self, engine: str | os.PathLike, profile: int = 0) -> None:
+        super().__init__()
+        self.engine_path = Path(engine)
+        self.profile = profile
+        self.sidecar: dict[str, Any] = {}
+        self.last_end_to_end_s: float | None = None
+
+    def activate_impl(self) -> None:
+        self.sidecar = read_sidecar(self.engine_path)
+        backend = load_backend(Backend(self.sidecar["flavour"]))
+        check_compatible(self.sidecar, backend, current_gpu())
+        import torch
+
+        trt = backend.trt
+        self.trt, self.torch = trt, torch
+        self.logger = trt.Logger(trt.Logger.ERROR)
+        self.runtime = trt.Runtime(self.logger)
+        data = self.engine_path.read_bytes()
+        if hasattr(self.runtime, "get_engine_validity"):
+            validity = self.runtime.get_engine_validity(data)
+            status = validity[0] if isinstance(validity, tuple) else validity
+            if str(status).endswith("INVALID"):
+                raise NinExportError(f"{backend.describe()} says '{self.engine_path}' is not valid on this system; rebuild it here")
+        self.engine = self.runtime.deserialize_cuda_engine(data)
+        if self.engine is None:
+            raise NinExportError(f"{backend.describe()} could not load '{self.engine_path}' (corrupt, or built elsewhere); rebuild it")
+        self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream()
+        if self.profile:
+            self.context.set_optimization_profile_async(self.profile, self.stream.cuda_stream)
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.inputs)
+
+    def profile_range(self, name: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        mn, op, mx = self.engine.get_tensor_profile_shape(name, self.profile)
+        return tuple(mn), tuple(op), tuple(mx)
+
+    def device_memory_bytes(self) -> int:
+        e = self.engine
+        if hasattr(e, "get_device_memory_size_for_profile_v2"):
+            return int(e.get_device_memory_size_for_profile_v2(self.profile))
+        return int(getattr(e, "device_memory_size_v2", getattr(e, "device_memory_size", 0)))
+
+    def _bind(self, feed: Mapping[str, np.ndarray]):
+        torch = self.torch
+        dev_in = {}
+        for name in self.inputs:
+            x = np.ascontiguousarray(feed[name])
+            mn, _, mx = self.profile_range(name)
+            if len(x.shape) != len(mn) or not all(a <= d <= b for a, d, b in zip(mn, x.shape, mx)):
+                raise NinExportError(f"input '{name}' shape {x.shape} is outside the engine's profile "
+                                     f"{'x'.join(map(str, mn))} .. {'x'.join(map(str, mx))}: rebuild with a wider --batch")
+            t = torch.from_numpy(x).to("cuda", non_blocking=False).to(_torch_dtype(self.trt, self.engine.get_tensor_dtype(name)))
+            self.context.set_input_shape(name, tuple(t.shape))
+            self.context.set_tensor_address(name, t.data_ptr())
+            dev_in[name] = t
+        dev_out = {}
+        for name in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(name))
+            t = torch.empty(shape, dtype=_torch_dtype(self.trt, self.engine.get_tensor_dtype(name)), device="cuda")
+            self.context.set_tensor_address(name, t.data_ptr())
+            dev_out[name] = t
+        return dev_in, dev_out
+
+    def _execute(self) -> None:
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise NinExportError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+
+    def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        _, dev_out = self._bind(feed)
+        with self.torch.cuda.stream(self.stream):
+            self._execute()
+        self.stream.synchronize()
+        out = {n: t.float().cpu().numpy() for n, t in dev_out.items()}
+        self.last_end_to_end_s = time.perf_counter() - start
+        return out
+
+    def time_infer(self, feed: Mapping[str, np.ndarray]) -> float:
+        """GPU compute time of one inference (CUDA events around execute_async_v3); the host-to-host
+        figure with copies is left in ``last_end_to_end_s``."""
+        torch = self.torch
+        start_host = time.perf_counter()
+        _, dev_out = self._bind(feed)
+        ev0, ev1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        ev0.record(self.stream)
+        self._execute()
+        ev1.record(self.stream)
+        for t in dev_out.values():
+            t.cpu()
+        ev1.synchronize()
+        self.last_end_to_end_s = time.perf_counter() - start_host
+        return ev0.elapsed_time(ev1) / 1000.0
+
+    def deactivate_impl(self) -> None:
+        for attr in ("context", "engine", "runtime"):
+            if hasattr(self, attr):
+                delattr(self, attr)
+
+
+def require_gpu() -> None:
+    if current_gpu() is None:
+        raise BackendUnavailableError("no CUDA GPU is visible here (or torch has no CUDA): engines run only on an NVIDIA GPU")
