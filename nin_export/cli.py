@@ -13,6 +13,7 @@ from rich.table import Table
 
 from . import __version__
 from .enums import CalibMethod, Precision
+from .trt._api import Backend
 from .errors import NinExportError
 
 # Piped output (CI logs, files) gets a wide fixed width so figures are never cut.
@@ -206,13 +207,19 @@ def onnx_cmd(model: str | None, weights: str | None, opset: int | None, batch: s
 @cli.command("inspect")
 @click.argument("path", type=click.Path(dir_okay=False))
 def inspect_cmd(path: str) -> None:
-    """Describe an ONNX file: inputs/outputs, opset, op histogram, parameters, embedded metadata.
+    """Describe an ONNX file (I/O, opset, op histogram, parameters, metadata) or an engine (its
+    sidecar; with a GPU and the matching TensorRT, also its I/O and layers).
 
     \b
     Example:
       nin-export inspect out/nin-cifar10.sim.onnx
+      nin-export inspect out/nin-cifar10.fp16.rtx.engine
     """
     from .onnx_utils import describe_onnx
+
+    if path.endswith((".engine", ".plan")):
+        _inspect_engine(path)
+        return
 
     info = describe_onnx(path)
     console.print(f"[bold]{info.path}[/]  {_fmt_bytes(info.bytes)}, opset {info.opset}, producer {info.producer}")
@@ -297,6 +304,69 @@ def quantize_cmd(onnx_path: str, precision: str | None, keep_io_types: bool, cal
                   f"manifest {res.path.parent / 'manifest.json'}")
 
 
+# --- trt -----------------------------------------------------------------------------------------
+
+@cli.command("trt")
+@click.argument("onnx_path", metavar="MODEL.onnx", type=click.Path(dir_okay=False))
+@click.option("--fp32", "precision", flag_value="fp32", help="Build from an FP32 graph as it is.")
+@click.option("--fp16", "precision", flag_value="fp16", help="FP16: converts an FP32 graph first (nin-export quantize --fp16).")
+@click.option("--int8", "precision", flag_value="int8", help="INT8: quantizes an FP32 graph to Q/DQ first (needs --calib-data).")
+@click.option("--builder-fp16", is_flag=True, default=False,
+              help="TensorRT 10 only: FP16 through BuilderFlag.FP16 on the FP32 graph instead of an FP16 graph.")
+@click.option("--calib-data", default=None, metavar="SRC", help="Calibration data for --int8 (see 'nin-export quantize --help').")
+@click.option("--batch", default=None, metavar="MIN:OPT:MAX", help="Batch profile for a dynamic batch (default 1:8:32).")
+@click.option("--min-shape", default=None, metavar="NxCxHxW", help="Profile minimum shape (with --opt-shape, --max-shape).")
+@click.option("--opt-shape", default=None, metavar="NxCxHxW", help="Profile optimum shape.")
+@click.option("--max-shape", default=None, metavar="NxCxHxW", help="Profile maximum shape.")
+@click.option("--workspace", type=int, default=None, metavar="MiB", help="Workspace memory pool limit (default 1024).")
+@click.option("--timing-cache", default=None, type=click.Path(dir_okay=False), help="Timing cache file, read and updated (TensorRT 10/11).")
+@click.option("--backend", type=click.Choice([b.value for b in Backend]), default="auto", show_default=True,
+              help="auto prefers full TensorRT, then TensorRT-RTX.")
+@click.option("--target", "targets", multiple=True, metavar="SMxx",
+              help="TensorRT-RTX ahead-of-time target, repeatable: SM75 SM80 SM86 SM89 SM120 SM121 or CURRENT "
+                   "(default: CURRENT with a GPU, else SM80 SM86 SM89 SM120).")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Engine file (default beside the ONNX: <name>.<precision>[.rtx].engine); the sidecar is <engine>.json.")
+def trt_cmd(onnx_path: str, precision: str | None, builder_fp16: bool, calib_data: str | None, batch: str | None,
+            min_shape: str | None, opt_shape: str | None, max_shape: str | None, workspace: int | None,
+            timing_cache: str | None, backend: str, targets: tuple[str, ...], output: str | None) -> None:
+    """Build a TensorRT engine (a plain plan trtexec can load) and its JSON sidecar.
+
+    Precision lives in the graph: the network is strongly typed, so one ONNX serves TensorRT 10
+    (Jetson), TensorRT 11 and TensorRT-RTX. TensorRT-RTX builds ahead of time without a GPU.
+
+    \b
+    Example:
+      nin-export trt out/nin-cifar10.sim.onnx --fp16
+      nin-export trt out/nin-cifar10.sim.onnx --int8 --calib-data digits --batch 1:8:32
+      nin-export trt out/nin-cifar10.int8.onnx --backend tensorrt-rtx --target SM86 --target SM89
+    """
+    from .pipeline import engine_from_onnx
+    from .trt import BuildOptions, parse_batch_profile, parse_shape
+    from .trt.builder import DEFAULT_WORKSPACE_MIB
+
+    opts = BuildOptions(backend=Backend(backend), batch=parse_batch_profile(batch) if batch else None,
+                        min_shape=parse_shape(min_shape) if min_shape else None,
+                        opt_shape=parse_shape(opt_shape) if opt_shape else None,
+                        max_shape=parse_shape(max_shape) if max_shape else None,
+                        workspace_mib=workspace or DEFAULT_WORKSPACE_MIB, timing_cache=timing_cache, targets=targets,
+                        builder_fp16=builder_fp16)
+    res = engine_from_onnx(onnx_path, Precision(precision) if precision else None, opts, calib_data=calib_data,
+                           output=output, progress=_progress)
+    for note in res.notes:
+        err_console.print(f"[yellow]warning:[/] {escape(note)}")
+    for step in res.steps:
+        console.print(escape(step))
+    i = res.info
+    console.print(f"[green]built[/] {res.engine} ({_fmt_bytes(i['bytes'])}) with {i['flavour']} {i['trt_version']} in "
+                  f"{i['build_seconds']:.1f} s: {i['precision']} via {i['precision_path']}")
+    console.print("  targets: " + (", ".join(i["targets"]) if i["targets"] else f"this GPU ({(i['gpu'] or {}).get('name')})"))
+    for name, p in i["profiles"][0].items():
+        console.print(f"  profile {name}: min {'x'.join(map(str, p['min']))}, opt {'x'.join(map(str, p['opt']))}, "
+                      f"max {'x'.join(map(str, p['max']))}")
+    console.print(f"  sidecar {res.sidecar}")
+
+
 # --- pipeline ------------------------------------------------------------------------------------
 
 @cli.command("pipeline")
@@ -329,6 +399,30 @@ def pipeline_cmd(model: str | None, baseline: str | None, weights: str | None, b
                       str(r.get("nodes", "")), check)
     console.print(table)
     console.print(f"manifest: {Path(output_dir) / 'manifest.json'}")
+
+
+def _inspect_engine(path: str) -> None:
+    from .trt.inspect import describe_engine
+
+    side, live, why = describe_engine(path)
+    console.print(f"[bold]{path}[/]  {_fmt_bytes(side['bytes'])}, {side['flavour']} {side['trt_version']}, {side['precision']} "
+                  f"({side['precision_path']})")
+    console.print("  targets: " + (", ".join(side["targets"]) if side["targets"] else f"{(side.get('gpu') or {}).get('name')}"
+                  f" (compute capability {(side.get('gpu') or {}).get('compute_capability')})"))
+    for io in side["io"]:
+        console.print(escape(f"  {io['mode']:6} {io['name']}: {io['dtype']} [{', '.join(map(str, io['shape']))}]"))
+    for name, p in side["profiles"][0].items():
+        console.print(f"  profile {name}: min {'x'.join(map(str, p['min']))}, opt {'x'.join(map(str, p['opt']))}, "
+                      f"max {'x'.join(map(str, p['max']))}")
+    src = side["source_onnx"]
+    console.print(f"  from {src['file']} (sha256 {src['sha256'][:16]}...), built {side['created']} in {side['build_seconds']} s "
+                  f"by {side['producer']}")
+    if live is None:
+        console.print(f"  [dim]engine not loaded: {escape(why)}[/]")
+        return
+    console.print(f"  device memory {_fmt_bytes(live['device_memory_bytes'])}; {live['num_layers']} layers")
+    for layer in live["layers"]:
+        console.print(escape(f"    {layer}"))
 
 
 def main() -> None:

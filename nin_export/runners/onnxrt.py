@@ -12,6 +12,8 @@ from .base import Runner
 
 __all__ = ["OrtRunner"]
 
+_NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
 
 class OrtRunner(Runner):
     name = "onnxruntime"
@@ -41,6 +43,8 @@ class OrtRunner(Runner):
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             where = "" if isinstance(self.model, bytes) else f" '{self.model}'"
             raise OnnxFileError(f"onnxruntime cannot load{where}: {str(e).strip().splitlines()[0][:200]}") from None
+        # Cast feeds to what each input declares (float16 I/O of an FP16 graph, say).
+        self._dtypes = {i.name: _NP_TYPES[i.type] for i in self.session.get_inputs() if i.type in _NP_TYPES}
 
     @property
     def input_names(self) -> list[str]:
@@ -48,7 +52,8 @@ class OrtRunner(Runner):
 
     def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, dict(feed))))
+        return dict(zip(names, self.session.run(names, {k: v.astype(self._dtypes.get(k, v.dtype), copy=False)
+                                                        for k, v in feed.items()})))
 
     def deactivate_impl(self) -> None:
         self.session = None

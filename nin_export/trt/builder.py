@@ -94,7 +94,8 @@ class BuildResult:
     engine: Path
     sidecar: Path
     info: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # warnings for the user
+    steps: list[str] = field(default_factory=list)  # what was done on the way, for the user
 
 
 def graph_precision(model: onnx.ModelProto) -> Precision:

@@ -16,7 +16,7 @@ from ..runners.base import Runner
 from ._api import Backend, load_backend
 from .sidecar import check_compatible, current_gpu, read_sidecar
 
-__all__ = ["TrtRunner"]
+__all__ = ["TrtRunner", "verify_engine"]
 
 
 def _torch_dtype(trt: Any, dt: Any):
@@ -140,3 +140,22 @@ class TrtRunner(Runner):
 def require_gpu() -> None:
     if current_gpu() is None:
         raise BackendUnavailableError("no CUDA GPU is visible here (or torch has no CUDA): engines run only on an NVIDIA GPU")
+
+
+def verify_engine(engine: str | os.PathLike, onnx_path: str | os.PathLike, batches: tuple[int, ...] = (), seed: int = 0):
+    """Run the engine and onnxruntime on the same random inputs at batch sizes inside the profile
+    (min, opt and max by default); return the Agreement."""
+    from ..runners import OrtRunner
+    from ..verify import Tolerance, compare, random_inputs
+
+    with TrtRunner(engine) as trt_run, OrtRunner(onnx_path) as ort_run:
+        name = trt_run.input_names[0]
+        mn, op, mx = trt_run.profile_range(name)
+        sizes = batches or tuple(sorted({mn[0], op[0], mx[0]}))
+        xs = random_inputs([(b, *op[1:]) for b in sizes], seed)
+        refs = [next(iter(ort_run.infer({ort_run.input_names[0]: x}).values())) for x in xs]
+        outs = [next(iter(trt_run.infer({name: x}).values())) for x in xs]
+    precision = trt_run.sidecar.get("precision", "fp32")
+    tol = {"fp32": Tolerance(atol=1e-3, rtol=1e-2), "fp16": Tolerance(atol=float("inf"), rtol=0, min_cosine=0.999),
+           "int8": Tolerance(atol=float("inf"), rtol=0, min_cosine=0.95)}[precision]
+    return compare(refs, outs, tol)

@@ -1,0 +1,162 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from PIL import Image
+
+from nin_export.data import DataError
+from nin_export.enums import CalibMethod, Precision
+from nin_export.errors import OnnxFileError, OutputPathError
+from nin_export.export import export_model
+from nin_export.manifest import read_manifest
+from nin_export.models import create_model
+from nin_export.quantize import QuantizeOptions, quantize
+
+from .conftest import assert_one_line_error
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A small NiN and its FC twin (narrow head), exported once."""
+    out = tmp_path_factory.mktemp("q")
+    paths = {}
+    for name, kw in (("nin-cifar10", {}), ("fc-cifar10", {"fc_width": 64})):
+        paths[name] = export_model(create_model(name, **kw), out / name).final_path
+    return paths
+
+
+def _int8(path, tmp_path, **kw):
+    opts = QuantizeOptions(Precision.INT8, calib_data=kw.pop("calib_data", "digits"), calib_count=kw.pop("calib_count", 64),
+                           eval_count=32, cache_dir=str(tmp_path / "cache"), **kw)
+    return quantize(path, opts, output=tmp_path / f"{path.stem}.int8.onnx")
+
+
+def _initializers(model):
+    return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+
+
+@pytest.mark.parametrize("name", ["nin-cifar10", "fc-cifar10"])
+def test_fp16_graph_keeps_float32_io(exported, tmp_path, name):
+    res = quantize(exported[name], QuantizeOptions(Precision.FP16, eval_count=32), output=tmp_path / "m.fp16.onnx")
+    m = onnx.load(str(res.path))
+    assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert m.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    weights = [i for i in m.graph.initializer if len(i.dims) > 1]
+    assert weights and all(i.data_type == onnx.TensorProto.FLOAT16 for i in weights)
+    assert res.agreement.passed and res.agreement.cosine > 0.999
+    res2 = quantize(exported[name], QuantizeOptions(Precision.FP16, keep_io_types=False, eval_count=8), output=tmp_path / "io.onnx")
+    assert onnx.load(str(res2.path)).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+
+
+@pytest.mark.parametrize("name", ["nin-cifar10", "fc-cifar10"])
+def test_int8_qdq_structure_is_tensorrt_ready(exported, tmp_path, name):
+    res = _int8(exported[name], tmp_path)
+    m = onnx.load(str(res.path))
+    assert next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 13
+    inits = _initializers(m)
+    nodes = list(m.graph.node)
+    qdq = [n for n in nodes if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq
+    for n in qdq:  # symmetric int8: every zero point is an int8 zero
+        zp = inits[n.input[2]]
+        assert zp.dtype == np.int8 and not zp.any()
+        assert (inits[n.input[1]] > 0).all()
+    producers = {o: n for n in nodes for o in n.output}
+    for n in nodes:
+        if n.op_type not in ("Conv", "Gemm"):
+            continue
+        w_dq = producers[n.input[1]]
+        assert w_dq.op_type == "DequantizeLinear"
+        w, scale = inits[w_dq.input[0]], inits[w_dq.input[1]]
+        assert w.dtype == np.int8
+        out_axis = 0 if n.op_type == "Conv" else (0 if any(a.name == "transB" and a.i == 1 for a in n.attribute) else 1)
+        assert scale.shape == (w.shape[out_axis],), "per-channel on the output-channel axis"
+        axis = next((a.i for a in w_dq.attribute if a.name == "axis"), 1)
+        assert axis == out_axis
+        if len(n.input) > 2:  # bias stays float
+            assert n.input[2] in inits and inits[n.input[2]].dtype == np.float32
+        assert producers[n.input[0]].op_type == "DequantizeLinear"  # activations quantized too
+    if name.startswith("nin"):
+        gap = next(n for n in nodes if n.op_type == "GlobalAveragePool")
+        assert res.excluded_nodes and gap.name in res.excluded_nodes
+        consumers = [n for n in nodes if gap.output[0] in n.input]
+        assert all(n.op_type not in ("QuantizeLinear",) for n in consumers), "GAP and what follows stay float"
+    assert res.agreement.passed and res.calib_images == 64
+    entry = read_manifest(res.path.parent)["artifacts"][res.path.name]
+    assert entry["precision"] == "int8" and entry["verification"]["n_samples"] == 32
+    assert entry["verification"]["data"] == "digits" and "top1_accuracy_parent" in entry["verification"]
+
+
+def test_cache_reuse_and_invalidation(exported, tmp_path):
+    first = _int8(exported["nin-cifar10"], tmp_path)
+    assert first.cache.startswith("wrote")
+    again = _int8(exported["nin-cifar10"], tmp_path)
+    assert again.cache == "reused " + first.cache.split(" ", 1)[1]
+    assert onnx.load(str(again.path)).SerializeToString() == onnx.load(str(first.path)).SerializeToString()
+    other_count = _int8(exported["nin-cifar10"], tmp_path, calib_count=48)
+    other_method = _int8(exported["nin-cifar10"], tmp_path, calib_method=CalibMethod.PERCENTILE)
+    assert other_count.cache.startswith("wrote") and other_method.cache.startswith("wrote")
+    caches = sorted((tmp_path / "cache").glob("*.json"))
+    assert len(caches) == 3
+    data = json.loads(caches[0].read_text())
+    assert set(data["key_parts"]) >= {"model", "data", "inputs", "preprocess", "method", "count"} and data["ranges"]
+    # a cache whose key does not match is not used, even under the expected name
+    path = first.cache.split(" ", 1)[1]
+    d = json.loads(open(path).read())
+    d["key"] = "0" * 64
+    open(path, "w").write(json.dumps(d))
+    assert _int8(exported["nin-cifar10"], tmp_path).cache.startswith("wrote")
+
+
+def test_image_folder_and_npy_sources(exported, tmp_path):
+    img_dir = tmp_path / "imgs"
+    (img_dir / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8), "L").save(img_dir / "sub" / f"{i}.png")
+    (img_dir / "bad.jpg").write_bytes(b"nope")
+    res = _int8(exported["nin-cifar10"], tmp_path, calib_data=str(img_dir))
+    assert res.calib_images in (24, 25)  # 31 files, a fifth held out, one of them corrupt
+    assert any("failed to decode" in n for n in res.notes) and any("to RGB" in n for n in res.notes)
+    assert any("300 recommended" in n for n in res.notes)
+    np.save(tmp_path / "x.npy", rng.standard_normal((40, 3, 32, 32)).astype(np.float32))
+    assert _int8(exported["nin-cifar10"], tmp_path, calib_data=str(tmp_path / "x.npy")).calib_images == 32
+
+
+def test_bad_inputs(exported, tmp_path):
+    q = _int8(exported["nin-cifar10"], tmp_path)
+    with pytest.raises(OnnxFileError, match="already quantized"):
+        _int8(q.path, tmp_path)
+    with pytest.raises(DataError, match="needs calibration data"):
+        quantize(exported["nin-cifar10"], QuantizeOptions(Precision.INT8), output=tmp_path / "x.onnx")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        _int8(exported["nin-cifar10"], tmp_path, calib_data=str(tmp_path / "empty"))
+    with pytest.raises(DataError, match="too few calibration images"):
+        _int8(exported["nin-cifar10"], tmp_path, calib_count=8)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputPathError, match="calibration cache"):
+        quantize(exported["nin-cifar10"], QuantizeOptions(Precision.INT8, calib_data="digits", calib_count=16,
+                                                          cache_dir=str(tmp_path / "file" / "cache")), output=tmp_path / "y.onnx")
+    assert not (tmp_path / "y.onnx").exists()
+
+
+def test_synthetic_needs_flag_and_warns(exported, tmp_path):
+    res = quantize(exported["nin-cifar10"], QuantizeOptions(Precision.INT8, allow_synthetic=True, calib_count=32, eval_count=16,
+                                                            cache_dir=None), output=tmp_path / "s.onnx")
+    assert any("synthetic" in n for n in res.notes)
+
+
+def test_cli_quantize(cli_run, exported, tmp_path):
+    code, out, err = cli_run("quantize", exported["nin-cifar10"], "--int8", "--calib-data", "digits", "--calib-count", "32",
+                             "--eval-count", "16", "--calib-cache", tmp_path / "c", "-o", tmp_path / "m.int8.onnx")
+    assert code == 0, err
+    assert "checked m.int8.onnx" in out and "top-1 agreement" in out and "calibration cache: wrote" in out
+    code, out, err = cli_run("quantize", exported["nin-cifar10"], "--int8", "--calib-data", "digits", "--calib-count", "32",
+                             "--eval-count", "16", "--calib-cache", tmp_path / "c", "-o", tmp_path / "m.int8.onnx")
+    assert "calibration cache: reused" in out and "reusing calibration cache" in err
+    assert_one_line_error(*cli_run("quantize", tmp_path / "m.int8.onnx", "--int8", "--calib-data", "digits")[::2], "already quantized")
+    assert_one_line_error(*cli_run("quantize", exported["nin-cifar10"], "--int8")[::2], "needs calibration data")
+    assert_one_line_error(*cli_run("quantize", exported["nin-cifar10"])[::2], "--fp16 or --int8")
