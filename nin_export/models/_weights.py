@@ -12,11 +12,13 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-from ._registry import create_model, get_spec
+from ._registry import create_model
 
 __all__ = ["load_checkpoint", "load_weights", "build_model", "CHECKPOINT_KEYS"]
 
 CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict")
+# Builder options that decide the weights' shapes; a checkpoint's meta supplies those not given.
+SHAPE_KEYS = ("num_classes", "in_channels", "input_size", "fc_width")
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -88,11 +90,10 @@ def build_model(name: str, weights: str | os.PathLike | None = None, **kwargs: A
     other = meta.get("model")
     if other and other != name:
         raise WeightsError(f"weights '{weights}' were saved for model '{other}', not '{name}': use --model {other}")
-    for key in ("num_classes", "in_channels", "input_size"):
+    for key in SHAPE_KEYS:
         if kwargs.get(key) is None and meta.get(key) is not None:
             kwargs[key] = tuple(meta[key]) if key == "input_size" else meta[key]
     model = create_model(name, **kwargs)
     load_weights(model, sd, source=f"weights '{weights}'", name=name)
     model.checkpoint_meta = meta  # type: ignore[assignment]
-    get_spec(name)
     return model
