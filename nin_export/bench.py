@@ -127,6 +127,9 @@ class BenchConfig:
     weights: dict[str, str] = field(default_factory=dict)  # model -> checkpoint
     model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> create_model kwargs
     seed: int = 0
+    # model -> {"onnx-fp32"|"onnx-fp16"|"onnx-int8"|"engine-fp32"|...: path}: artifacts made elsewhere
+    # (by the pipeline), used as they are instead of being made again
+    artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def pair(self) -> list[tuple[str, str]]:
         from .models import get_spec
@@ -174,7 +177,7 @@ def _prepare(cfg: BenchConfig, name: str, work: Path, backends: list[BenchBacken
     from .pipeline import engine_from_onnx
     from .quantize import QuantizeOptions, quantize
     from .summary import summarize
-    from .trt import BuildOptions
+    from .trt import BuildOptions, read_sidecar
 
     prep = _Prepared()
     d = ensure_dir(work / name)
@@ -183,17 +186,26 @@ def _prepare(cfg: BenchConfig, name: str, work: Path, backends: list[BenchBacken
     model = build_model(name, cfg.weights.get(name), **kwargs)
     c, (h, w) = model.config["in_channels"], model.config["input_size"]
     s = summarize(model, (c, h, w))
-    ckpt = d / f"{name}.pt"
-    torch.save({"state_dict": model.state_dict(), "meta": {"model": name, **{k: v for k, v in model.config.items()}}}, ckpt)
+    ckpt = Path(cfg.weights[name]) if name in cfg.weights else d / f"{name}.pt"
+    if name not in cfg.weights:  # the workers rebuild the same random-init model from this
+        torch.save({"state_dict": model.state_dict(), "meta": {"model": name, **model.config}}, ckpt)
     prep.info = {"params": s.params, "macs": s.macs, "input_shape": [c, h, w], "checkpoint": str(ckpt),
                  "weight_bytes": {p.value: _weight_bytes(model, p) for p in Precision}, "head": model.spec.head,
                  "weights": cfg.weights.get(name) or f"random-init (seed {cfg.seed})", "artifact_bytes": {}}
-    say(f"{name}: exporting ONNX")
-    fp32 = export_model(model, d, weights=cfg.weights.get(name)).final_path
+    given = {k: Path(v) for k, v in cfg.artifacts.get(name, {}).items()}
+    if "onnx-fp32" in given:
+        fp32 = given["onnx-fp32"]
+    else:
+        say(f"{name}: exporting ONNX")
+        fp32 = export_model(model, d, weights=cfg.weights.get(name)).final_path
     graphs = {Precision.FP32: fp32}
     prep.info["artifact_bytes"]["onnx-fp32"] = fp32.stat().st_size
     for prec in (Precision.FP16, Precision.INT8):
         if prec not in cfg.precisions or not ({BenchBackend.ORT, BenchBackend.TRT} & set(backends)):
+            continue
+        if f"onnx-{prec.value}" in given:
+            graphs[prec] = given[f"onnx-{prec.value}"]
+            prep.info["artifact_bytes"][f"onnx-{prec.value}"] = graphs[prec].stat().st_size
             continue
         if prec is Precision.INT8 and cfg.data is None:
             for b in (BenchBackend.ORT, BenchBackend.TRT):
@@ -214,15 +226,19 @@ def _prepare(cfg: BenchConfig, name: str, work: Path, backends: list[BenchBacken
         for prec, g in graphs.items():
             if prec not in cfg.precisions:
                 continue
-            say(f"{name}: building the {prec.value} engine")
-            try:
-                res = engine_from_onnx(g, None, BuildOptions(batch=(1, max(1, max(cfg.batches) // 2), max(cfg.batches))),
-                                       output=d / f"{name}.{prec.value}.engine")
-                prep.artifacts[("trt", prec.value)] = res.engine
-                prep.info["artifact_bytes"][f"engine-{prec.value}"] = res.info["bytes"]
-                prep.info.setdefault("engines", {})[prec.value] = {k: res.info[k] for k in ("flavour", "trt_version", "targets", "bytes")}
-            except NinExportError as e:
-                prep.problems[("trt", prec.value)] = ("failed", f"engine build: {_short(e)}")
+            engine = given.get(f"engine-{prec.value}")
+            if engine is None:
+                say(f"{name}: building the {prec.value} engine")
+                try:
+                    engine = engine_from_onnx(g, None, BuildOptions(batch=(1, max(1, max(cfg.batches) // 2), max(cfg.batches))),
+                                              output=d / f"{name}.{prec.value}.engine").engine
+                except NinExportError as e:
+                    prep.problems[("trt", prec.value)] = ("failed", f"engine build: {_short(e)}")
+                    continue
+            side = read_sidecar(engine)
+            prep.artifacts[("trt", prec.value)] = engine
+            prep.info["artifact_bytes"][f"engine-{prec.value}"] = side["bytes"]
+            prep.info.setdefault("engines", {})[prec.value] = {k: side[k] for k in ("flavour", "trt_version", "targets", "bytes")}
     return prep
 
 

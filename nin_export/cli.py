@@ -367,38 +367,232 @@ def trt_cmd(onnx_path: str, precision: str | None, builder_fp16: bool, calib_dat
     console.print(f"  sidecar {res.sidecar}")
 
 
+# --- bench / report ------------------------------------------------------------------------------
+
+def _csv_list(value: str | None, what: str, choices: list[str] | None = None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if choices is not None and v not in choices]
+    if not items or bad:
+        raise NinExportError(f"bad --{what} '{value}': choose from {', '.join(choices or [])}, comma-separated")
+    return items
+
+
+@cli.command("bench")
+@click.option("--model", "-m", default=None, help="NiN variant to measure (default nin-cifar10).")
+@click.option("--baseline", "-b", default=None, help="Model to compare with (default: the model's FC-headed twin).")
+@click.option("--backends", default=None, metavar="LIST", help="torch,ort,trt (default: every backend installed here).")
+@click.option("--precisions", default=None, metavar="LIST", help="fp32,fp16,int8 (default: all three).")
+@click.option("--batch", "batches", default=None, metavar="LIST", help="Batch sizes (default 1,8,32).")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch and onnxruntime (default: theirs).")
+@click.option("--warmup-ms", type=float, default=None, help="Warm-up per row, by time (default 200).")
+@click.option("--min-iters", type=int, default=None, help="At least this many timed iterations per row (default 10).")
+@click.option("--min-ms", type=float, default=None, help="And at least this long per row (default 3000).")
+@click.option("--data", default=None, metavar="SRC", help="Held-out reference images and INT8 calibration (default digits; 'none' to skip).")
+@click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --model (random init if omitted).")
+@click.option("--baseline-weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --baseline.")
+@click.option("-o", "--output-dir", default="bench", show_default=True, help="Directory for results.json and artifacts.")
+@click.option("--report/--no-report", default=True, show_default=True, help="Render the report into OUT/report afterwards.")
+def bench_cmd(model, baseline, backends, precisions, batches, threads, warmup_ms, min_iters, min_ms, data, weights,
+              baseline_weights, output_dir, report) -> None:
+    """Measure NiN against its FC-headed twin on every backend: latency, throughput, memory, size, agreement.
+
+    Every model x backend x precision x batch becomes a row with a status (ok, failed with the
+    reason, or skipped with the reason). Results go to OUT/results.json, written after every row,
+    so Ctrl-C keeps what was finished.
+
+    \b
+    Example:
+      nin-export bench
+      nin-export bench --model nin-imagenet --baseline fc-imagenet --backends torch,ort,trt --batch 1,16
+      nin-export bench --precisions fp32,int8 --threads 2 --min-ms 1000 -o bench/quick
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .bench import BenchBackend, BenchConfig, TimingOptions, run_bench
+
+    cfg = BenchConfig(model=model or "nin-cifar10", baseline=baseline, out_dir=output_dir, threads=threads)
+    if backends:
+        cfg.backends = [BenchBackend(b) for b in _csv_list(backends, "backends", [b.value for b in BenchBackend])]
+    if precisions:
+        cfg.precisions = [Precision(p) for p in _csv_list(precisions, "precisions", [p.value for p in Precision])]
+    if batches:
+        try:
+            cfg.batches = [int(b) for b in _csv_list(batches, "batch")]
+        except ValueError:
+            raise NinExportError(f"bad --batch '{batches}': give batch sizes like 1,8,32") from None
+        if min(cfg.batches) < 1:
+            raise NinExportError(f"bad --batch '{batches}': batch sizes must be positive")
+    t = TimingOptions()
+    cfg.timing = TimingOptions(warmup_ms if warmup_ms is not None else t.warmup_ms, min_iters or t.min_iters,
+                               min_ms if min_ms is not None else t.min_ms)
+    if data is not None:
+        cfg.data = None if data.lower() == "none" else data
+    pair = cfg.pair()
+    cfg.weights = {n: w for (n, _), w in zip(pair, (weights, baseline_weights)) if w}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def on_row(msg: str, done: int, total: int) -> None:
+            bar.update(task, description=escape(msg), completed=done, total=total)
+
+        try:
+            res = run_bench(cfg, progress=on_row)
+        except KeyboardInterrupt:
+            bar.stop()
+            err_console.print(f"interrupted: the rows finished so far are in {Path(output_dir) / 'results.json'}")
+            sys.exit(130)
+        bar.update(task, description="done", completed=len(res["rows"]), total=len(res["rows"]))
+    counts = {s: sum(r["status"] == s for r in res["rows"]) for s in ("ok", "failed", "skipped")}
+    console.print(f"{len(res['rows'])} rows: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped; "
+                  f"results {res['path']}")
+    for r in res["rows"]:
+        if r["status"] == "failed":
+            err_console.print(f"[red]failed[/] {r['model']} {r['backend']} {r['precision']} batch {r['batch']}: {escape(str(r['reason']))}")
+    if report:
+        _print_report([res["path"]], str(Path(output_dir) / "report"))
+
+
+def _print_report(paths: list[str], out_dir: str) -> None:
+    from .report import render_report
+
+    rep = render_report(paths, out_dir)
+    for h in rep["headline"]:
+        lat = ", ".join(f"{k} {v:.2f}x" for k, v in h["latency_ratio_batch1"].items() if v)
+        console.print(f"[bold]{h['machine']}[/]: {h['baseline']} / {h['model']}: params {h['params_ratio']:.2f}x, "
+                      f"FP32 weights {h['fp32_weight_ratio']:.2f}x, MACs {h['macs_ratio']:.2f}x; batch-1 median latency {lat or '-'}")
+    console.print(f"report {rep['markdown']}; CSV {rep['csv']}; plots {', '.join(p.name for p in rep['plots'])}")
+
+
+@cli.command("report")
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output-dir", default="report", show_default=True, help="Directory for report.md, results.csv and plots.")
+def report_cmd(results: tuple[str, ...], output_dir: str) -> None:
+    """Render Markdown, CSV and PNG plots from benchmark JSON; several files merge into one comparison.
+
+    \b
+    Example:
+      nin-export report bench/results.json -o report/
+      nin-export report jetson/results.json desktop/results.json -o compare/
+    """
+    _print_report(list(results), output_dir)
+
+
+# --- train / eval --------------------------------------------------------------------------------
+
+@cli.command("train")
+@click.option("--model", "-m", default=None, help="Registered model (default nin-cifar10).")
+@click.option("--data", default="digits", show_default=True, metavar="SRC",
+              help="Image folder (one sub-directory per class), labelled .npz, or 'digits' (built in).")
+@click.option("--epochs", type=int, default=None, help="Epochs (default 4).")
+@click.option("--batch-size", type=int, default=None, help="Batch size (default 64).")
+@click.option("--lr", type=float, default=None, help="Peak learning rate of AdamW with a one-cycle schedule (default 2e-3).")
+@click.option("--threads", type=int, default=None, help="CPU threads (default: torch's).")
+@click.option("--input-size", default=None, metavar="HxW", help="Input size (default: the model's).")
+@click.option("--in-channels", type=int, default=None, help="Input channels (default: the model's).")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Checkpoint (default <model>.pt).")
+def train_cmd(model, data, epochs, batch_size, lr, threads, input_size, in_channels, output) -> None:
+    """Train a model on labelled images; the checkpoint carries its model, classes, input size,
+    normalization and accuracy. The data's fixed split keeps a test part that training never sees.
+
+    \b
+    Example:
+      nin-export train --model nin-cifar10 --data digits --epochs 4 -o nin.pt
+      nin-export train --model nin-seed --data ~/flowers --input-size 96 --epochs 10
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .train import TrainOptions, train
+
+    model = model or "nin-cifar10"
+    opts = TrainOptions(threads=threads, input_size=input_size, in_channels=in_channels)
+    for key, val in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
+        if val is not None:
+            setattr(opts, key, val)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("training", total=None)
+        meta = train(model, data, output or f"{model}.pt", opts,
+                     progress=lambda m, d, t: bar.update(task, description=escape(m), completed=d, total=t))
+    acc = meta["accuracy"]
+    console.print(f"trained {model} on {meta['dataset']} ({meta['split']['train']} images, {len(meta['classes'])} classes) "
+                  f"in {meta['train_seconds']} s: validation top-1 {acc['val_top1']:.1%}, test top-1 {acc['test_top1']:.1%}"
+                  + (f", top-5 {acc['test_top5']:.1%}" if acc["test_top5"] is not None else ""))
+    console.print(f"wrote {output or f'{model}.pt'}")
+
+
+@cli.command("eval")
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--data", default="digits", show_default=True, metavar="SRC", help="Labelled images (same source as training).")
+@click.option("--model", "-m", default=None, help="Model name, when the artifact does not carry it.")
+@click.option("--limit", type=int, default=None, help="Evaluate on the first N held-out images only.")
+def eval_cmd(artifact: str, data: str, model: str | None, limit: int | None) -> None:
+    """Top-1 (and top-5) accuracy of a checkpoint, an ONNX (FP32, FP16, INT8) or an engine, on the
+    held-out part of the data's fixed split: the same images for every artifact.
+
+    \b
+    Example:
+      nin-export eval nin.pt --data digits
+      nin-export eval out/nin-cifar10.int8.onnx --data digits
+    """
+    from .train import evaluate
+
+    r = evaluate(artifact, data, limit=limit, model=model)
+    console.print(f"{r.artifact} ({r.kind}): top-1 {r.top1:.2%}" + (f", top-5 {r.top5:.2%}" if r.top5 is not None else "")
+                  + f" on {r.samples} held-out images of {r.data}")
+
+
 # --- pipeline ------------------------------------------------------------------------------------
 
 @cli.command("pipeline")
 @click.option("--model", "-m", default=None, help="NiN variant (default nin-cifar10).")
 @click.option("--baseline", "-b", default=None, help="Model to compare with (default: the model's FC-headed twin).")
-@click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Weights for --model (random init if omitted).")
-@click.option("--baseline-weights", default=None, type=click.Path(dir_okay=False), help="Weights for --baseline.")
-@click.option("-o", "--output-dir", default="runs/default", show_default=True, help="Directory for every artifact.")
-def pipeline_cmd(model: str | None, baseline: str | None, weights: str | None, baseline_weights: str | None, output_dir: str) -> None:
-    """Everything from model to artifacts for a NiN and its FC-headed twin, each step verified.
+@click.option("--data", default=None, metavar="SRC", help="Labelled images: training, calibration, evaluation (default digits).")
+@click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --model: skip its training.")
+@click.option("--baseline-weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --baseline.")
+@click.option("--epochs", type=int, default=None, help="Training epochs (default 4).")
+@click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
+              help="JSON or TOML file of pipeline settings (keys as in PipelineConfig); options given here win.")
+@click.option("-o", "--output-dir", default=None, help="Directory for every artifact and the report (default runs/default).")
+def pipeline_cmd(model, baseline, data, weights, baseline_weights, epochs, config_file, output_dir) -> None:
+    """Everything for a NiN and its FC-headed twin: train (or take weights), export, simplify, FP16,
+    INT8, engines where a TensorRT is installed, accuracy of every artifact, benchmark, report.
+
+    Steps whose inputs and options are unchanged are skipped (and say so); after a failure, a rerun
+    resumes where it stopped.
 
     \b
     Example:
       nin-export pipeline
-      nin-export pipeline --model nin-imagenet -o runs/imagenet
+      nin-export pipeline --model nin-imagenet --data ~/imagenette --epochs 10 -o runs/imagenette
+      nin-export pipeline --config pipeline.toml
     """
-    from .pipeline import DEFAULT_MODEL, PipelineConfig, run_pipeline
+    from .pipeline import PipelineConfig, load_config, run_pipeline
 
-    cfg = PipelineConfig(model=model or DEFAULT_MODEL, baseline=baseline, weights=weights,
-                         baseline_weights=baseline_weights, out_dir=output_dir)
-    rows = run_pipeline(cfg, progress=_progress)
-    table = Table(title=f"artifacts in {output_dir}")
-    for col, just in (("model", "left"), ("file", "left"), ("precision", "left"), ("size", "right"), ("params", "right"),
-                      ("nodes", "right"), ("vs parent", "left")):
-        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
-    for r in rows:
-        v = r.get("verification") or {}
-        check = f"top-1 {v['top1_agreement']:.0%}, max abs {v['max_abs']:.2g}" if v else "-"
-        table.add_row(r["model"], r["file"], r["precision"], _fmt_bytes(r["bytes"]), _fmt_int(r.get("params", 0)),
-                      str(r.get("nodes", "")), check)
+    cfg = PipelineConfig(**(load_config(config_file) if config_file else {}))
+    for key, val in (("model", model), ("baseline", baseline), ("data", data), ("epochs", epochs), ("out_dir", output_dir)):
+        if val is not None:
+            setattr(cfg, key, val)
+    names = cfg.models()
+    cfg.weights = dict(cfg.weights, **{n: w for n, w in zip(names, (weights, baseline_weights)) if w})
+    summary = run_pipeline(cfg, progress=_progress)
+    table = Table(title=f"{names[0]} vs {names[1]}: accuracy of every artifact on held-out {cfg.data}")
+    for col in ("model", "artifact", "top-1", "size"):
+        table.add_column(col, justify="right" if col in ("top-1", "size") else "left", no_wrap=True)
+    for m, info in summary["models"].items():
+        for label, path in info["artifacts"].items():
+            r = info["accuracy"].get(label) or {}
+            top1 = f"{r['top1']:.1%}" if "top1" in r else "-"
+            table.add_row(m, label, top1, _fmt_bytes(Path(path).stat().st_size))
     console.print(table)
-    console.print(f"manifest: {Path(output_dir) / 'manifest.json'}")
+    for h in summary["headline"]:
+        lat = ", ".join(f"{k} {v:.2f}x" for k, v in h["latency_ratio_batch1"].items() if v)
+        console.print(f"[bold]{h['baseline']} / {h['model']}[/]: params {h['params_ratio']:.2f}x, FP32 weights "
+                      f"{h['fp32_weight_ratio']:.2f}x, MACs {h['macs_ratio']:.2f}x; batch-1 median latency {lat or '-'}")
+    console.print(f"ran {len(summary['ran'])} steps, skipped {len(summary['skipped'])} up to date")
+    console.print(f"report: {summary['report']}")
 
 
 def _inspect_engine(path: str) -> None:

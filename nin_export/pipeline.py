@@ -1,19 +1,28 @@
-"""One command from model to artifacts, for a NiN and its FC-headed twin.
+"""One command from model to report, for a NiN and its FC-headed twin.
 
-Stages so far: build (random init or given weights) -> ONNX -> onnxsim, each verified.
+Stages, per model: train (or take given weights) -> ONNX + onnxsim -> FP16 and INT8 graphs ->
+engines (where a TensorRT is installed) -> accuracy of every artifact on the held-out split;
+then the benchmark of both models and the report. Each stage has a key (the sha256 of its
+inputs and options); a stage whose key and outputs are unchanged is skipped, so a second run
+does nothing, a changed option re-runs only what depends on it, and a failed run resumes.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import hashlib
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import __version__
+from ._io import ensure_dir, sha256_file, write_json
 from .enums import Precision
 from .errors import NinExportError
 from .export import ExportOptions, export_model
-from .manifest import read_manifest, record_artifact
+from .manifest import record_artifact
 from .models import build_model, get_spec
 from .onnx_utils import load_onnx
 from .quantize import QuantizeOptions, quantize
@@ -21,42 +30,212 @@ from .quantize import QuantizeOptions, quantize
 if TYPE_CHECKING:
     from .trt import BuildOptions, BuildResult
 
-__all__ = ["PipelineConfig", "run_pipeline", "engine_from_onnx"]
+__all__ = ["PipelineConfig", "run_pipeline", "engine_from_onnx", "load_config"]
 
 DEFAULT_MODEL = "nin-cifar10"
+STATE_NAME = "pipeline-state.json"
+Say = Callable[[str], None]
 
 
 @dataclass
 class PipelineConfig:
     model: str = DEFAULT_MODEL
     baseline: str | None = None  # default: the model's FC-headed twin
-    weights: str | None = None
-    baseline_weights: str | None = None
+    data: str = "digits"  # training, calibration and evaluation images (one fixed split)
+    weights: dict[str, str] = field(default_factory=dict)  # model -> checkpoint: skip training it
+    model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> create_model options
     out_dir: str = "runs/default"
-    export: ExportOptions = field(default_factory=ExportOptions)
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float = 2e-3
+    calib_count: int = 300
+    calib_cache: str | None = "calibration"  # calibration range caches (see calibration/README.md); None: none
+    eval_limit: int | None = None
+    engines: bool = True  # where a TensorRT is installed
+    bench_batches: list[int] = field(default_factory=lambda: [1, 8])
+    bench_backends: list[str] | None = None  # default: every installed backend
+    bench_min_ms: float = 1000.0
+    bench_min_iters: int = 10
+    bench_warmup_ms: float = 200.0
+    threads: int | None = None
 
-    def models(self) -> list[tuple[str, str | None]]:
+    def models(self) -> list[str]:
         baseline = self.baseline or get_spec(self.model).twin
-        pairs = [(self.model, self.weights)]
-        if baseline:
-            pairs.append((baseline, self.baseline_weights))
-        return pairs
+        if baseline is None:
+            raise NinExportError(f"{self.model} has no FC-headed twin: give --baseline")
+        return [self.model, baseline]
 
 
-def run_pipeline(cfg: PipelineConfig, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Run every stage for the model and its baseline; return the manifest entries written."""
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON or TOML file of PipelineConfig fields."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise NinExportError(f"cannot read config '{p}': {e.strerror or e}") from None
+    try:
+        if p.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ImportError:
+        raise NinExportError("TOML configs need Python 3.11+; write the config as JSON") from None
+    except ValueError as e:
+        raise NinExportError(f"config '{p}' is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
+    known = set(PipelineConfig.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise NinExportError(f"config '{p}' has unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return data
+
+
+class _State:
+    """pipeline-state.json: per stage, its key, its outputs' sha256 and its result."""
+
+    def __init__(self, out: Path, say: Say) -> None:
+        self.path = out / STATE_NAME
+        self.say = say
+        try:
+            self.data = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError):
+            self.data = {}
+        self.data.setdefault("stages", {})
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+
+    def stage(self, name: str, key_parts: dict[str, Any], outputs: list[Path], fn: Callable[[], Any]) -> Any:
+        key = hashlib.sha256(json.dumps({**key_parts, "nin-export": __version__}, sort_keys=True, default=str).encode()).hexdigest()
+        prev = self.data["stages"].get(name)
+        if prev and prev.get("key") == key and all(
+                Path(o).is_file() and sha256_file(o) == prev["outputs"].get(str(o)) for o in outputs):
+            self.say(f"{name}: up to date, skipped")
+            self.skipped.append(name)
+            return prev.get("result")
+        self.say(f"{name}: running")
+        result = fn()
+        self.data["stages"][name] = {"key": key, "outputs": {str(o): sha256_file(o) for o in outputs if Path(o).is_file()},
+                                     "result": result,
+                                     "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        write_json(self.path, self.data)
+        self.ran.append(name)
+        return result
+
+
+def _sha(path: Path) -> str:
+    return sha256_file(path)
+
+
+def run_pipeline(cfg: PipelineConfig, progress: Say | None = None) -> dict[str, Any]:
+    """Run (or skip, where fresh) every stage; return the summary (artifacts, accuracy, report, headline)."""
+    from .bench import BenchBackend, BenchConfig, TimingOptions, run_bench
+    from .report import render_report
+    from .train import TrainOptions, evaluate, train
+    from .trt import BuildOptions
+    from .trt._api import load_backend
+
     say = progress or (lambda _m: None)
-    out = Path(cfg.out_dir)
-    rows: list[dict[str, Any]] = []
-    for name, weights in cfg.models():
-        say(f"[{name}] building")
-        model = build_model(name, weights)
-        res = export_model(model, out, weights=weights, options=cfg.export, progress=lambda m, n=name: say(f"[{n}] {m}"))
-        arts = read_manifest(out)["artifacts"]
-        for p in (res.onnx_path, res.sim_path):
-            if p is not None:
-                rows.append(dict(arts[os.path.basename(p)], model=name))
-    return rows
+    out = ensure_dir(cfg.out_dir)
+    state = _State(out, say)
+    have_trt = False
+    if cfg.engines:
+        try:
+            load_backend()
+            have_trt = True
+        except NinExportError as e:
+            say(f"engines skipped: {e}")
+    summary: dict[str, Any] = {"out_dir": str(out), "models": {}, "data": cfg.data}
+    bench_artifacts: dict[str, dict[str, str]] = {}
+    ckpts: dict[str, str] = {}
+    for name in cfg.models():
+        kw = cfg.model_kwargs.get(name, {})
+        d = ensure_dir(out / name)
+        # 1. weights
+        if name in cfg.weights:
+            ckpt = Path(cfg.weights[name])
+            if not ckpt.is_file():
+                raise NinExportError(f"weights '{ckpt}' for {name} not found")
+        else:
+            ckpt = d / f"{name}.pt"
+            topts = TrainOptions(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, threads=cfg.threads,
+                                 input_size=kw.get("input_size"), in_channels=kw.get("in_channels"), fc_width=kw.get("fc_width"))
+            state.stage(f"{name}/train", {"model": name, "kwargs": kw, "data": cfg.data, "train": asdict(topts)}, [ckpt],
+                        lambda: train(name, cfg.data, ckpt, topts, progress=lambda m, dn, t: None)["accuracy"])
+        ckpts[name] = str(ckpt)
+        # 2. ONNX
+        onnx_path, sim_path = d / f"{name}.onnx", d / f"{name}.sim.onnx"
+
+        def do_export(name=name, ckpt=ckpt, kw=kw, d=d):
+            model = build_model(name, ckpt, **kw)
+            res = export_model(model, d, weights=ckpt, options=ExportOptions())
+            return {"nodes": res.nodes, "sim_nodes": res.sim_nodes}
+
+        state.stage(f"{name}/onnx", {"weights": _sha(ckpt), "kwargs": kw, "export": ExportOptions().to_dict()},
+                    [onnx_path, sim_path], do_export)
+        graphs = {Precision.FP32: sim_path}
+        # 3. FP16 and INT8 graphs
+        for prec in (Precision.FP16, Precision.INT8):
+            dest = d / f"{name}.{prec.value}.onnx"
+            qopts = QuantizeOptions(prec, calib_data=cfg.data, calib_count=cfg.calib_count,
+                                    cache_dir=cfg.calib_cache)
+
+            def do_quant(qopts=qopts, dest=dest, sim_path=sim_path):
+                r = quantize(sim_path, qopts, dest, progress=lambda m: None)
+                return {"agreement": r.agreement.to_dict(), "notes": r.notes, "cache": r.cache}
+
+            # to_dict() holds only the options this precision uses (calibration for INT8 only)
+            state.stage(f"{name}/{prec.value}", {"parent": _sha(sim_path), "options": qopts.to_dict()}, [dest], do_quant)
+            graphs[prec] = dest
+        artifacts: dict[str, Path] = {"checkpoint": ckpt, **{f"onnx-{p.value}": g for p, g in graphs.items()}}
+        # 4. engines
+        if have_trt:
+            bopts = BuildOptions(batch=(1, max(1, max(cfg.bench_batches) // 2), max(cfg.bench_batches)))
+            for prec, g in graphs.items():
+                eng = d / f"{name}.{prec.value}.engine"
+
+                def do_engine(g=g, eng=eng, bopts=bopts):
+                    r = engine_from_onnx(g, None, bopts, output=eng, progress=lambda m: None)
+                    return {"bytes": r.info["bytes"], "flavour": r.info["flavour"], "targets": r.info["targets"]}
+
+                try:
+                    state.stage(f"{name}/engine-{prec.value}", {"parent": _sha(g), "batch": list(bopts.batch)}, [eng], do_engine)
+                    artifacts[f"engine-{prec.value}"] = eng
+                except NinExportError as e:
+                    say(f"{name}/engine-{prec.value}: failed: {e}")
+        # 5. accuracy of every artifact, on the same held-out images
+        acc: dict[str, Any] = {}
+        for label, path in artifacts.items():
+            def do_eval(path=path, name=name):
+                try:
+                    return evaluate(path, cfg.data, limit=cfg.eval_limit, model=name).to_dict()
+                except NinExportError as e:  # an engine with no GPU here, say
+                    return {"artifact": path.name, "status": "not evaluated", "reason": str(e)}
+
+            acc[label] = state.stage(f"{name}/eval-{label}", {"artifact": _sha(path), "data": cfg.data, "limit": cfg.eval_limit},
+                                     [], do_eval)
+        summary["models"][name] = {"artifacts": {k: str(v) for k, v in artifacts.items()}, "accuracy": acc}
+        bench_artifacts[name] = {k: str(v) for k, v in artifacts.items() if k != "checkpoint"}
+    # 6. benchmark and report
+    backends = [BenchBackend(b) for b in cfg.bench_backends] if cfg.bench_backends else None
+    bcfg = BenchConfig(model=cfg.models()[0], baseline=cfg.models()[1], backends=backends, batches=cfg.bench_batches,
+                       threads=cfg.threads, timing=TimingOptions(cfg.bench_warmup_ms, cfg.bench_min_iters, cfg.bench_min_ms),
+                       out_dir=os.fspath(out / "bench"), data=cfg.data, weights=ckpts, artifacts=bench_artifacts,
+                       eval_count=cfg.eval_limit or 200, model_kwargs=cfg.model_kwargs)
+    results = out / "bench" / "results.json"
+    bench_key = {"artifacts": {m: {k: _sha(Path(v)) for k, v in a.items()} for m, a in bench_artifacts.items()},
+                 "weights": {m: _sha(Path(c)) for m, c in ckpts.items()}, "config": bcfg.to_dict()}
+    def do_bench() -> None:
+        run_bench(bcfg, progress=lambda m, dn, t: say(f"bench [{dn}/{t}] {m}"))
+
+    state.stage("bench", bench_key, [results], do_bench)
+    report_dir = out / "report"
+    accuracy = {m: v["accuracy"] for m, v in summary["models"].items()}
+    rep = state.stage("report", {"results": _sha(results), "accuracy": accuracy}, [report_dir / "report.md"],
+                      lambda: {"headline": render_report([results], report_dir, accuracy=accuracy)["headline"]})
+    summary.update(report=str(report_dir / "report.md"), headline=rep["headline"], ran=state.ran, skipped=state.skipped)
+    write_json(out / "summary.json", summary)
+    return summary
 
 
 def engine_from_onnx(onnx_path: str | os.PathLike, precision: Precision | None, options: "BuildOptions",

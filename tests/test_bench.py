@@ -1,0 +1,100 @@
+"""A tiny real benchmark run (small models, few iterations): schema, rows, report files."""
+
+import csv
+import json
+from importlib import resources
+
+import jsonschema
+import pytest
+
+from nin_export.bench import BenchBackend, BenchConfig, LatencyStats, TimingOptions, percentile, run_bench
+from nin_export.enums import Precision
+from nin_export.report import pair_ratios, render_report
+
+from .conftest import assert_one_line_error
+
+TINY = TimingOptions(warmup_ms=10, min_iters=3, min_ms=20)
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    cfg = BenchConfig(model="nin-cifar10", backends=[BenchBackend.TORCH, BenchBackend.ORT, BenchBackend.TRT],
+                      precisions=[Precision.FP32, Precision.INT8], batches=[1, 2], timing=TINY, out_dir=str(out),
+                      eval_count=16, calib_count=16, model_kwargs={"fc-cifar10": {"fc_width": 64}})
+    seen = []
+    res = run_bench(cfg, progress=lambda m, d, t: seen.append((m, d, t)))
+    return res, seen, out
+
+
+def test_percentile_is_trtexecs():
+    import numpy as np
+
+    a = np.arange(1, 101, dtype=float)
+    assert percentile(a, 99) == 99.0 and percentile(a, 50) == 50.0
+    assert percentile(a, 90) == 91.0  # (1 - 0.9) * 100 = 9.999... in floating point, as in trtexec's C++
+
+
+def test_results_validate_against_schema(tiny_results):
+    res, _, out = tiny_results
+    data = json.loads((out / "results.json").read_text())
+    schema = json.loads(resources.files("nin_export").joinpath("schemas/bench-result.schema.json").read_text())
+    jsonschema.validate(data, schema)
+    assert data["complete"] and data["config"]["baseline"] == "fc-cifar10"
+    assert len(data["rows"]) == 2 * 3 * 2 * 2  # models x backends x precisions x batches
+
+
+def test_rows_have_status_and_figures(tiny_results):
+    res, seen, _ = tiny_results
+    rows = res["rows"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert {(r["backend"], r["precision"]) for r in ok} >= {("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+    for r in ok:
+        lat = r["latency_ms"]
+        assert lat["iterations"] >= 3 and lat["min"] <= lat["median"] <= lat["max"]
+        assert lat["images_per_s"] > 0 and r["memory"]["peak_rss_bytes"] > r["memory"]["rss_before_load_bytes"] > 0
+        assert r["quality"]["samples"] == 16 and 0 <= r["quality"]["top1_agreement"] <= 1 and "accuracy" in r["quality"]
+    torch_int8 = [r for r in rows if r["backend"] == "torch" and r["precision"] == "int8"]
+    assert all(r["status"] == "skipped" and "INT8" in r["reason"] for r in torch_int8)
+    assert all(r["status"] in ("ok", "skipped", "failed") and (r["status"] == "ok" or r["reason"]) for r in rows)
+    assert res["models"]["nin-cifar10"]["params"] == 966_986
+    assert any("onnxruntime" in m for m, _, _ in seen)
+
+
+def test_uninstalled_backend_gives_skipped_rows(tiny_results):
+    res, _, _ = tiny_results
+    trt_rows = [r for r in res["rows"] if r["backend"] == "tensorrt"]
+    assert trt_rows and all(r["status"] in ("skipped", "failed") and r["reason"] for r in trt_rows)
+    try:
+        import tensorrt_rtx  # noqa: F401
+    except ImportError:
+        assert all("TensorRT" in r["reason"] or "tensorrt" in r["reason"] for r in trt_rows)
+
+
+def test_report_renders_markdown_csv_and_plots(tiny_results, tmp_path):
+    res, _, out = tiny_results
+    rep = render_report([out / "results.json", out / "results.json"], tmp_path / "report")  # two files merge
+    md = rep["markdown"].read_text()
+    assert "nin-cifar10 vs fc-cifar10" in md and "Side by side" in md and "Not measured" in md
+    with open(rep["csv"]) as f:
+        assert len(list(csv.DictReader(f))) == 2 * len(res["rows"])
+    for p in rep["plots"]:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+    pairs = pair_ratios(json.loads((out / "results.json").read_text()) | {"machine": "m"})
+    ratio = next(e for e in pairs if e["backend"] == "onnxruntime" and e["precision"] == "fp32" and e["batch"] == 1)
+    assert ratio["latency_ratio"] == pytest.approx(ratio["twin"]["latency_ms"]["median"] / ratio["nin"]["latency_ms"]["median"])
+    h = rep["headline"][0]
+    assert h["params_ratio"] == pytest.approx(res["models"]["fc-cifar10"]["params"] / 966_986)
+
+
+def test_cli_bench_and_report_errors(cli_run, tmp_path):
+    assert_one_line_error(*cli_run("bench", "--backends", "tpu", "-o", tmp_path)[::2], "bad --backends")
+    assert_one_line_error(*cli_run("bench", "--batch", "0", "-o", tmp_path)[::2], "positive")
+    assert_one_line_error(*cli_run("bench", "--model", "alexnet", "-o", tmp_path)[::2], "no FC-headed twin")
+    assert_one_line_error(*cli_run("report", tmp_path / "missing.json")[::2], "not found")
+    (tmp_path / "x.json").write_text("{}")
+    assert_one_line_error(*cli_run("report", tmp_path / "x.json")[::2], "not a nin-export benchmark result")
+
+
+def test_latency_stats_fields():
+    assert {"min", "mean", "median", "p90", "p95", "p99", "max", "qps", "images_per_s"} <= set(LatencyStats.__dataclass_fields__)

@@ -1,0 +1,72 @@
+"""Training, evaluation and the pipeline on a tiny configuration, end to end."""
+
+import pytest
+
+from nin_export.errors import NinExportError
+from nin_export.export import export_model
+from nin_export.models import build_model, load_checkpoint
+from nin_export.pipeline import PipelineConfig, run_pipeline
+from nin_export.train import TrainOptions, evaluate, train
+
+from .conftest import assert_one_line_error
+
+TINY_KW = {"nin-cifar10": {"input_size": [16, 16]}, "fc-cifar10": {"input_size": [16, 16], "fc_width": 32}}
+
+
+def tiny(out, **kw):
+    base = dict(model="nin-cifar10", data="digits", model_kwargs=TINY_KW, out_dir=str(out), epochs=1, calib_count=16,
+                eval_limit=48, bench_batches=[1], bench_backends=["torch", "ort"], bench_min_ms=5, bench_min_iters=2,
+                bench_warmup_ms=5, calib_cache=str(out / "calibration"))
+    base.update(kw)
+    return PipelineConfig(**base)
+
+
+def test_train_checkpoint_carries_metadata_and_eval_agrees(tmp_path):
+    meta = train("nin-cifar10", "digits", tmp_path / "n.pt", TrainOptions(epochs=1, input_size=16))
+    assert meta["model"] == "nin-cifar10" and meta["classes"] == [str(i) for i in range(10)]
+    assert meta["input_size"] == [16, 16] and meta["mean"] and 0 <= meta["accuracy"]["test_top1"] <= 1
+    assert meta["split"]["test"] == 359
+    _, m2 = load_checkpoint(tmp_path / "n.pt")
+    assert m2["accuracy"] == meta["accuracy"]
+    ck = evaluate(tmp_path / "n.pt", "digits")
+    assert ck.samples == 359 and ck.top1 == pytest.approx(meta["accuracy"]["test_top1"])
+    res = export_model(build_model("nin-cifar10", tmp_path / "n.pt"), tmp_path)
+    ox = evaluate(res.sim_path, "digits")
+    assert ox.samples == 359 and abs(ox.top1 - ck.top1) <= 1 / 359 and ox.top5 is not None
+
+
+def test_train_and_eval_bad_input(cli_run, tmp_path):
+    (tmp_path / "flat").mkdir()
+    from PIL import Image
+
+    for i in range(4):
+        Image.new("RGB", (8, 8)).save(tmp_path / "flat" / f"{i}.png")
+    assert_one_line_error(*cli_run("train", "--data", tmp_path / "flat", "-o", tmp_path / "x.pt")[::2], "no class labels")
+    assert_one_line_error(*cli_run("eval", tmp_path / "none.pt")[::2], "not found")
+    assert_one_line_error(*cli_run("train", "--epochs", "0", "-o", tmp_path / "x.pt")[::2], "positive")
+
+
+def test_pipeline_runs_skips_reruns_and_resumes(tmp_path):
+    cfg = tiny(tmp_path / "run")
+    first = run_pipeline(cfg)
+    assert (tmp_path / "run" / "report" / "report.md").is_file()
+    for name in ("nin-cifar10", "fc-cifar10"):
+        acc = first["models"][name]["accuracy"]
+        for label in ("checkpoint", "onnx-fp32", "onnx-fp16", "onnx-int8"):
+            assert 0 <= acc[label]["top1"] <= 1 and acc[label]["samples"] == 48
+    assert "nin-cifar10/train" in first["ran"] and "bench" in first["ran"]
+    md = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "Accuracy of every artifact" in md and "accuracy_vs_latency.png" in md
+
+    second = run_pipeline(cfg)
+    assert second["ran"] == [] and set(second["skipped"]) == set(first["ran"])
+
+    third = run_pipeline(tiny(tmp_path / "run", calib_count=24))  # only INT8 and what follows it
+    assert set(third["ran"]) >= {"nin-cifar10/int8", "fc-cifar10/int8", "nin-cifar10/eval-onnx-int8", "bench", "report"}
+    assert not {"nin-cifar10/train", "nin-cifar10/onnx", "nin-cifar10/fp16", "fc-cifar10/train"} & set(third["ran"])
+
+    with pytest.raises(NinExportError, match="too few calibration images"):  # fails part-way...
+        run_pipeline(tiny(tmp_path / "resume", calib_count=4))
+    resumed = run_pipeline(tiny(tmp_path / "resume", calib_count=16))  # ...and resumes after what was done
+    assert "nin-cifar10/train" in resumed["skipped"] and "nin-cifar10/onnx" in resumed["skipped"]
+    assert "nin-cifar10/int8" in resumed["ran"]
