@@ -76,19 +76,18 @@ import multiprocessing as _mp  # noqa: E402
 import os  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from dataclasses import field  # noqa: E402
-from enum import Enum  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from ._io import ensure_dir, write_json  # noqa: E402
-from .enums import BYTES_PER_PARAM, Precision  # noqa: E402
+from .enums import BYTES_PER_PARAM, Precision, StrEnum  # noqa: E402
 from .errors import NinExportError  # noqa: E402
 
 RESULT_SCHEMA = "nin-export/bench/1"
 ProgressFn = Callable[[str, int, int], None]  # (row being measured, done, total)
 
 
-class BenchBackend(str, Enum):
+class BenchBackend(StrEnum):
     TORCH = "torch"
     ORT = "ort"
     TRT = "trt"

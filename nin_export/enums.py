@@ -4,28 +4,29 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["Precision", "CalibMethod", "BYTES_PER_PARAM"]
+__all__ = ["StrEnum", "Precision", "CalibMethod", "BYTES_PER_PARAM"]
 
 
-class Precision(str, Enum):
-    FP32 = "fp32"
-    FP16 = "fp16"
-    INT8 = "int8"
+class StrEnum(str, Enum):
+    """A string-valued enum that prints as its value (enum.StrEnum needs Python 3.11)."""
 
     def __str__(self) -> str:
         return self.value
+
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
 
 
 BYTES_PER_PARAM = {Precision.FP32: 4, Precision.FP16: 2, Precision.INT8: 1}
 
 
-class CalibMethod(str, Enum):
+class CalibMethod(StrEnum):
     MINMAX = "minmax"
     ENTROPY = "entropy"
     PERCENTILE = "percentile"
-
-    def __str__(self) -> str:
-        return self.value
 
     def ort(self):
         """The matching onnxruntime CalibrationMethod."""

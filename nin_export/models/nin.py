@@ -123,11 +123,15 @@ def _flat_features(features: nn.Module, in_channels: int, input_size: Sequence[i
 
 
 def init_weights(model: nn.Module, init: Init, paper_std: tuple[float, float] = (0.05, 0.05), fc_std: float = 0.005) -> None:
-    """'default': Kaiming-normal convs, N(0, 0.01) linears (torchvision). 'paper': Gaussian as in the
-    NiN Caffe/cuda-convnet configs, ``paper_std[0]`` for the first conv, ``paper_std[1]`` for the rest;
-    biases zero in both."""
+    """'default': Kaiming-normal convs, N(0, 0.01) linears (torchvision), and, as in torchvision's
+    SqueezeNet (whose head is NiN's), N(0, 0.01) for the final conv that produces the class maps:
+    Kaiming there starts the logits so large that the ReLU before global average pooling can die
+    and leave every logit at 0. 'paper': Gaussian as in the NiN Caffe/cuda-convnet configs,
+    ``paper_std[0]`` for the first conv, ``paper_std[1]`` for the rest. Biases zero in both."""
     if init not in ("default", "paper"):
         raise ValueError(f"init must be 'default' or 'paper', got {init!r}")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    final = convs[-1] if getattr(model, "head", None) == "gap" and convs else None
     first = True
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -135,6 +139,8 @@ def init_weights(model: nn.Module, init: Init, paper_std: tuple[float, float] = 
                 continue
             if init == "paper":
                 nn.init.normal_(m.weight, 0.0, paper_std[0] if first else paper_std[1])
+            elif m is final:
+                nn.init.normal_(m.weight, 0.0, 0.01)
             else:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             first = False

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from enum import Enum
 from types import ModuleType
 from typing import Any
 
+from ..enums import StrEnum
 from ..errors import BackendUnavailableError
 
 __all__ = ["Backend", "TrtBackend", "load_backend", "INSTALL_HINT"]
@@ -19,13 +19,10 @@ INSTALL_HINT = {
 }
 
 
-class Backend(str, Enum):
+class Backend(StrEnum):
     AUTO = "auto"
     TENSORRT = "tensorrt"
     TENSORRT_RTX = "tensorrt-rtx"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass
