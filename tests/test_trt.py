@@ -68,7 +68,8 @@ def test_rtx_builds_every_precision(graphs, tmp_path, name, record_property):
 
 
 @needs_rtx
-def test_fp16_and_int8_from_an_fp32_graph(graphs, tmp_path):
+def test_fp16_and_int8_from_an_fp32_graph(graphs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the INT8 conversion writes its calibration cache to ./calibration
     src = graphs[("nin-cifar10", Precision.FP32)]
     res = engine_from_onnx(src, Precision.FP16, RTX, output=tmp_path / "a.engine")
     assert res.info["precision"] == "fp16" and any("converted the graph" in s for s in res.steps)
