@@ -15,8 +15,9 @@ from .errors import OutputPathError
 __all__ = ["atomic_path", "write_json", "sha256_file", "ensure_dir"]
 
 
-def ensure_dir(path: str | os.PathLike) -> Path:
-    """Create ``path`` (and parents) and check it can be written, or raise OutputPathError."""
+def ensure_dir(path: str | os.PathLike, what: str = "output directory", hint: str = "choose another with -o") -> Path:
+    """Create ``path`` (and parents) and check it can be written, or raise OutputPathError naming
+    ``what`` the directory is for and ``hint`` (what to do instead)."""
     p = Path(path)
     try:
         p.mkdir(parents=True, exist_ok=True)
@@ -24,7 +25,7 @@ def ensure_dir(path: str | os.PathLike) -> Path:
             pass
     except OSError as e:
         raise OutputPathError(
-            f"cannot write to output directory '{p}': {e.strerror or e}; choose another with -o"
+            f"cannot write to {what} '{p}': {e.strerror or e}; {hint}"
         ) from None
     return p
 

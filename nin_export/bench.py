@@ -248,10 +248,8 @@ def _reference(cfg: BenchConfig, name: str, prep: _Prepared, work: Path):
     from .data import Preprocess, open_source
     from .models import build_model, get_spec
 
-    spec = get_spec(name)
     c, h, w = prep.info["input_shape"]
-    pre = Preprocess((h, w), c, spec.mean if c == len(spec.mean) else (sum(spec.mean) / 3,) * c,
-                     spec.std if c == len(spec.std) else (sum(spec.std) / 3,) * c, spec.crop_pct)
+    pre = Preprocess.for_spec(get_spec(name), c, (h, w))
     source = open_source(cfg.data, pre)
     _, test = source.split()
     held = source.load(test[: cfg.eval_count])

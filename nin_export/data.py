@@ -65,6 +65,15 @@ class Preprocess:
         return cls(tuple(meta["input_size"]), int(meta["in_channels"]), tuple(meta["mean"]), tuple(meta["std"]),
                    float(meta.get("crop_pct", 1.0)))
 
+    @classmethod
+    def for_spec(cls, spec: Any, in_channels: int, input_size: Sequence[int]) -> "Preprocess":
+        """A registered model's preprocessing at the channels and size it was built with: the spec's
+        per-channel mean/std, or their average repeated when the channel count differs."""
+        def per_channel(v: tuple[float, ...]) -> tuple[float, ...]:
+            return tuple(v) if in_channels == len(v) else (float(np.mean(v)),) * in_channels
+
+        return cls(tuple(input_size), in_channels, per_channel(spec.mean), per_channel(spec.std), spec.crop_pct)
+
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.in_channels, *self.input_size)

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
 
 from . import __version__
 from ._io import atomic_path, ensure_dir, sha256_file
+from .data import Preprocess
 from .errors import InputSizeError, NinExportError, OnnxFileError, VerificationError
 from .manifest import record_artifact
 from .onnx_utils import count_nodes, load_onnx, set_metadata
@@ -61,6 +61,7 @@ def model_metadata(model: nn.Module, name: str, weights: str | os.PathLike | Non
     cfg = model.config
     h, w = cfg["input_size"]
     summ = summarize(model, (cfg["in_channels"], h, w))
+    pre = Preprocess.for_spec(spec, cfg["in_channels"], (h, w))
     meta: dict[str, Any] = {
         "model": name,
         "num_classes": cfg["num_classes"],
@@ -70,9 +71,9 @@ def model_metadata(model: nn.Module, name: str, weights: str | os.PathLike | Non
         "layout": "NCHW",
         "color": "RGB" if cfg["in_channels"] == 3 else ("gray" if cfg["in_channels"] == 1 else f"{cfg['in_channels']}ch"),
         "pixel_range": "[0, 1] before normalization",
-        "mean": list(spec.mean) if cfg["in_channels"] == len(spec.mean) else [float(np.mean(spec.mean))] * cfg["in_channels"],
-        "std": list(spec.std) if cfg["in_channels"] == len(spec.std) else [float(np.mean(spec.std))] * cfg["in_channels"],
-        "crop_pct": spec.crop_pct,
+        "mean": list(pre.mean),
+        "std": list(pre.std),
+        "crop_pct": pre.crop_pct,
         "head": spec.head,
         "params": summ.params,
         "macs": summ.macs,

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import onnx
 
-from ._io import atomic_path, write_json
+from ._io import atomic_path, ensure_dir, write_json
 from .data import DataError, DataSource, Preprocess, Samples, open_source
 from .errors import NinExportError, OnnxFileError, OutputPathError, VerificationError
 from .manifest import record_artifact
@@ -196,16 +196,6 @@ def cache_key(model: onnx.ModelProto, calib_x: np.ndarray, pre: Preprocess, meth
     return parts
 
 
-def _check_cache_dir(cache_dir: Path) -> None:
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise OutputPathError(f"calibration cache directory '{cache_dir}' cannot be written ({e.strerror or e}): "
-                              f"choose another with --calib-cache, or pass --no-calib-cache") from None
-
-
 def _read_cache(path: Path, key: str) -> dict[str, tuple[float, float]] | None:
     try:
         data = json.loads(path.read_text())
@@ -352,7 +342,7 @@ def quantize(src: str | os.PathLike, options: QuantizeOptions, output: str | os.
         cache_path = None
         if options.cache_dir is not None:
             cache_dir = Path(options.cache_dir)
-            _check_cache_dir(cache_dir)
+            ensure_dir(cache_dir, "calibration cache directory", "choose another with --calib-cache, or pass --no-calib-cache")
             cache_path = cache_dir / f"{meta.get('model', src.stem)}-{options.calib_method.value}-{parts['key'][:16]}.json"
             ranges = _read_cache(cache_path, parts["key"])
             if ranges is not None:

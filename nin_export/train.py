@@ -40,11 +40,7 @@ def preprocess_for(name: str, config: dict[str, Any]) -> Preprocess:
     """The preprocessing a registered model expects, at the channels and size it was built with."""
     from .models import get_spec
 
-    spec = get_spec(name)
-    c = config["in_channels"]
-    mean = spec.mean if c == len(spec.mean) else (float(np.mean(spec.mean)),) * c
-    std = spec.std if c == len(spec.std) else (float(np.mean(spec.std)),) * c
-    return Preprocess(tuple(config["input_size"]), c, tuple(mean), tuple(std), spec.crop_pct)
+    return Preprocess.for_spec(get_spec(name), config["in_channels"], config["input_size"])
 
 
 def train(name: str, data: str, output: str | os.PathLike, options: TrainOptions | None = None,

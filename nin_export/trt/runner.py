@@ -145,6 +145,8 @@ def require_gpu() -> None:
 def verify_engine(engine: str | os.PathLike, onnx_path: str | os.PathLike, batches: tuple[int, ...] = (), seed: int = 0):
     """Run the engine and onnxruntime on the same random inputs at batch sizes inside the profile
     (min, opt and max by default); return the Agreement."""
+    from ..enums import Precision
+    from ..quantize import TOLERANCES
     from ..runners import OrtRunner
     from ..verify import Tolerance, compare, random_inputs
 
@@ -155,7 +157,7 @@ def verify_engine(engine: str | os.PathLike, onnx_path: str | os.PathLike, batch
         xs = random_inputs([(b, *op[1:]) for b in sizes], seed)
         refs = [next(iter(ort_run.infer({ort_run.input_names[0]: x}).values())) for x in xs]
         outs = [next(iter(trt_run.infer({name: x}).values())) for x in xs]
-    precision = trt_run.sidecar.get("precision", "fp32")
-    tol = {"fp32": Tolerance(atol=1e-3, rtol=1e-2), "fp16": Tolerance(atol=float("inf"), rtol=0, min_cosine=0.999),
-           "int8": Tolerance(atol=float("inf"), rtol=0, min_cosine=0.95)}[precision]
+    precision = Precision(trt_run.sidecar.get("precision", "fp32"))
+    # FP16/INT8: the tolerances their graphs were checked with; FP32: TensorRT's TF32 and tactics
+    tol = TOLERANCES.get(precision, Tolerance(atol=1e-3, rtol=1e-2))
     return compare(refs, outs, tol)
