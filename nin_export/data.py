@@ -21,7 +21,7 @@ import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -310,5 +310,3 @@ def open_source(spec: str | os.PathLike, pre: Preprocess, allow_synthetic: bool 
         return ArrayFile(p, pre)
     raise DataError(f"'{p}' is neither a directory of images nor a .npy/.npz file")
 
-
-ProgressFn = Callable[[int, int], None]

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, NinExportError
+from ..errors import NinExportError
 from ..runners.base import Runner
 from ._api import Backend, load_backend
 from .sidecar import check_compatible, current_gpu, read_sidecar
@@ -135,11 +135,6 @@ class TrtRunner(Runner):
         for attr in ("context", "engine", "runtime"):
             if hasattr(self, attr):
                 delattr(self, attr)
-
-
-def require_gpu() -> None:
-    if current_gpu() is None:
-        raise BackendUnavailableError("no CUDA GPU is visible here (or torch has no CUDA): engines run only on an NVIDIA GPU")
 
 
 def verify_engine(engine: str | os.PathLike, onnx_path: str | os.PathLike, batches: tuple[int, ...] = (), seed: int = 0):
