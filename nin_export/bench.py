@@ -166,6 +166,7 @@ class _Prepared:
         self.info: dict[str, Any] = {}
         self.artifacts: dict[tuple[str, str], Path] = {}  # (backend, precision) -> file
         self.problems: dict[tuple[str, str], tuple[str, str]] = {}  # (backend, precision) -> (status, reason)
+        self.model: Any = None  # the FP32 PyTorch model the artifacts came from
 
 
 def _prepare(cfg: BenchConfig, name: str, work: Path, backends: list[BenchBackend], say: Callable[[str], None]) -> _Prepared:
@@ -182,7 +183,7 @@ def _prepare(cfg: BenchConfig, name: str, work: Path, backends: list[BenchBacken
     d = ensure_dir(work / name)
     torch.manual_seed(cfg.seed)
     kwargs = cfg.model_kwargs.get(name, {})
-    model = build_model(name, cfg.weights.get(name), **kwargs)
+    model = prep.model = build_model(name, cfg.weights.get(name), **kwargs)
     c, (h, w) = model.config["in_channels"], model.config["input_size"]
     s = summarize(model, (c, h, w))
     ckpt = Path(cfg.weights[name]) if name in cfg.weights else d / f"{name}.pt"
@@ -246,7 +247,7 @@ def _reference(cfg: BenchConfig, name: str, prep: _Prepared, work: Path):
     import torch
 
     from .data import Preprocess, open_source
-    from .models import build_model, get_spec
+    from .models import get_spec
 
     c, h, w = prep.info["input_shape"]
     pre = Preprocess.for_spec(get_spec(name), c, (h, w))
@@ -255,7 +256,7 @@ def _reference(cfg: BenchConfig, name: str, prep: _Prepared, work: Path):
     held = source.load(test[: cfg.eval_count])
     path = work / name / "reference_inputs.npy"
     np.save(path, held.x)
-    model = build_model(name, prep.info["checkpoint"]).eval()
+    model = prep.model.eval()
     with torch.no_grad():
         ref = np.concatenate([model(torch.from_numpy(held.x[i:i + 32])).numpy() for i in range(0, len(held.x), 32)])
     return path, held.y, ref, source.name

@@ -91,6 +91,19 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def _sha(path: str | os.PathLike) -> str:
+    """sha256 of a file, computed once per version of it (path, size, mtime): stage keys and
+    freshness checks ask for the same multi-hundred-MB artifacts many times."""
+    st = os.stat(path)
+    key = (os.fspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        _SHA_MEMO[key] = sha256_file(path)
+    return _SHA_MEMO[key]
+
+
 class _State:
     """pipeline-state.json: per stage, its key, its outputs' sha256 and its result."""
 
@@ -109,22 +122,18 @@ class _State:
         key = hashlib.sha256(json.dumps({**key_parts, "nin-export": __version__}, sort_keys=True, default=str).encode()).hexdigest()
         prev = self.data["stages"].get(name)
         if prev and prev.get("key") == key and all(
-                Path(o).is_file() and sha256_file(o) == prev["outputs"].get(str(o)) for o in outputs):
+                Path(o).is_file() and _sha(o) == prev["outputs"].get(str(o)) for o in outputs):
             self.say(f"{name}: up to date, skipped")
             self.skipped.append(name)
             return prev.get("result")
         self.say(f"{name}: running")
         result = fn()
-        self.data["stages"][name] = {"key": key, "outputs": {str(o): sha256_file(o) for o in outputs if Path(o).is_file()},
+        self.data["stages"][name] = {"key": key, "outputs": {str(o): _sha(o) for o in outputs if Path(o).is_file()},
                                      "result": result,
                                      "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         write_json(self.path, self.data)
         self.ran.append(name)
         return result
-
-
-def _sha(path: Path) -> str:
-    return sha256_file(path)
 
 
 def run_pipeline(cfg: PipelineConfig, progress: Say | None = None) -> dict[str, Any]:
