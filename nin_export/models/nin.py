@@ -73,8 +73,11 @@ class NiN(nn.Module):
         ceil_mode: bool = True,
         init: Init = "default",
         paper_std: tuple[float, float] = (0.05, 0.05),
+        head_bias: float = 0.0,
     ) -> None:
         super().__init__()
+        if head_bias and head != "gap":  # TypeError, like any keyword a builder does not take
+            raise TypeError("head_bias applies to a NiN with a global-average-pooling head only")
         layers: list[nn.Module] = []
         c = in_channels
         for st in stages:
@@ -108,7 +111,7 @@ class NiN(nn.Module):
             raise ValueError(f"head must be 'gap' or 'fc', got {head!r}")
         self.input_size = tuple(input_size)
         self.head = head
-        init_weights(self, init, paper_std)
+        init_weights(self, init, paper_std, head_bias=head_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -122,12 +125,16 @@ def _flat_features(features: nn.Module, in_channels: int, input_size: Sequence[i
     return int(out.numel())
 
 
-def init_weights(model: nn.Module, init: Init, paper_std: tuple[float, float] = (0.05, 0.05), fc_std: float = 0.005) -> None:
+def init_weights(model: nn.Module, init: Init, paper_std: tuple[float, float] = (0.05, 0.05), fc_std: float = 0.005,
+                 head_bias: float = 0.0) -> None:
     """'default': Kaiming-normal convs, N(0, 0.01) linears (torchvision), and, as in torchvision's
     SqueezeNet (whose head is NiN's), N(0, 0.01) for the final conv that produces the class maps:
     Kaiming there starts the logits so large that the ReLU before global average pooling can die
     and leave every logit at 0. 'paper': Gaussian as in the NiN Caffe/cuda-convnet configs,
-    ``paper_std[0]`` for the first conv, ``paper_std[1]`` for the rest. Biases zero in both."""
+    ``paper_std[0]`` for the first conv, ``paper_std[1]`` for the rest. Biases zero in both, except
+    the final conv of a GAP head, which starts at ``head_bias``: a positive value keeps the ReLU
+    before global average pooling open while cross-entropy pushes nine of ten class maps down
+    (with 0 that push closes every map within a few optimizer steps and the logits stay at 0)."""
     if init not in ("default", "paper"):
         raise ValueError(f"init must be 'default' or 'paper', got {init!r}")
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
@@ -145,7 +152,7 @@ def init_weights(model: nn.Module, init: Init, paper_std: tuple[float, float] = 
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             first = False
             if m.bias is not None:
-                nn.init.zeros_(m.bias)
+                nn.init.constant_(m.bias, head_bias if m is final else 0.0)
         elif isinstance(m, nn.Linear):
             if m.weight.is_meta:
                 continue
