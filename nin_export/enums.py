@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["StrEnum", "Precision", "CalibMethod", "BYTES_PER_PARAM"]
+__all__ = ["StrEnum", "Precision", "CalibMethod", "Optimizer", "BYTES_PER_PARAM"]
 
 
 class StrEnum(str, Enum):
@@ -34,3 +34,8 @@ class CalibMethod(StrEnum):
 
         return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                 "percentile": CalibrationMethod.Percentile}[self.value]
+
+
+class Optimizer(StrEnum):
+    ADAMW = "adamw"
+    SGD = "sgd"  # momentum 0.9, Nesterov

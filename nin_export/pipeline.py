@@ -13,7 +13,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -45,9 +45,10 @@ class PipelineConfig:
     weights: dict[str, str] = field(default_factory=dict)  # model -> checkpoint: skip training it
     model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> create_model options
     out_dir: str = "runs/default"
-    epochs: int = 4
+    epochs: int = 10
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float | None = None  # default: the optimizer's (train.DEFAULT_LR)
+    dropout: float | None = 0.0  # while training (train.TrainOptions.dropout)
     calib_count: int = 300
     calib_cache: str | None = "calibration"  # calibration range caches (see calibration/README.md); None: none
     eval_limit: int | None = None
@@ -167,10 +168,12 @@ def run_pipeline(cfg: PipelineConfig, progress: Say | None = None) -> dict[str, 
                 raise NinExportError(f"weights '{ckpt}' for {name} not found")
         else:
             ckpt = d / f"{name}.pt"
-            topts = TrainOptions(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, threads=cfg.threads,
+            topts = TrainOptions(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, dropout=cfg.dropout, threads=cfg.threads,
                                  input_size=kw.get("input_size"), in_channels=kw.get("in_channels"), fc_width=kw.get("fc_width"))
-            state.stage(f"{name}/train", {"model": name, "kwargs": kw, "data": cfg.data, "train": asdict(topts)}, [ckpt],
-                        lambda: train(name, cfg.data, ckpt, topts, progress=lambda m, dn, t: None)["accuracy"])
+            state.stage(f"{name}/train", {"model": name, "kwargs": kw, "data": cfg.data, "train": topts.to_dict()}, [ckpt],
+                        lambda: train(name, cfg.data, ckpt, topts, on_epoch=lambda h, name=name: say(
+                            f"{name}/train: epoch {h['epoch']}/{h['epochs']}, loss {h['train_loss']:.3f}, "
+                            f"validation top-1 {h['val_top1']:.1%}"))["accuracy"])
         ckpts[name] = str(ckpt)
         # 2. ONNX
         onnx_path, sim_path = d / f"{name}.onnx", d / f"{name}.sim.onnx"

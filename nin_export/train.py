@@ -14,7 +14,8 @@ import numpy as np
 
 from ._io import atomic_path
 from .data import DataError, Preprocess, open_source
-from .errors import NinExportError
+from .enums import Optimizer
+from .errors import BackendUnavailableError, NinExportError
 
 __all__ = ["TrainOptions", "train", "evaluate", "EvalResult", "preprocess_for"]
 
@@ -23,17 +24,47 @@ Progress = Callable[[str, int, int], None]  # (message, done, total)
 
 @dataclass
 class TrainOptions:
-    epochs: int = 4
+    """The recipe. ``None`` fields take the model's or the optimizer's default."""
+
+    epochs: int = 10
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float | None = None  # peak of the one-cycle schedule; default DEFAULT_LR[optimizer]
+    optimizer: Optimizer = Optimizer.ADAMW
     weight_decay: float = 1e-4
+    warmup: float = 0.15  # fraction of the steps spent warming up to the peak lr
+    # Dropout while training, as timm's train.py --drop (default 0); None: the model's own (0.5, the paper's).
+    # Measured (benchmarks/train_recipe.py, digits, 10 epochs, 3 seeds): nin-cifar10 98.1% with 0, 90.4% with 0.5.
+    dropout: float | None = 0.0
+    head_bias: float | None = None  # NiN (GAP head) only: start of the final conv's bias; default HEAD_BIAS
     val_fraction: float = 0.1
     seed: int = 0
+    device: str = "auto"  # auto: CUDA where PyTorch sees a GPU, else CPU
     threads: int | None = None
     num_classes: int | None = None
     in_channels: int | None = None
     input_size: Any = None
     fc_width: int | None = None  # fc-* twins only
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Optimizer) else v) for k, v in asdict(self).items()}
+
+
+DEFAULT_LR = {Optimizer.ADAMW: 1e-3, Optimizer.SGD: 0.05}
+HEAD_BIAS = 1.0
+
+
+def _device(want: str):
+    import torch
+
+    if want == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(want)
+    except RuntimeError:
+        raise NinExportError(f"unknown device '{want}': use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError("PyTorch here has no CUDA: install a CUDA build of torch, or use --device cpu")
+    return dev
 
 
 def preprocess_for(name: str, config: dict[str, Any]) -> Preprocess:
@@ -44,9 +75,10 @@ def preprocess_for(name: str, config: dict[str, Any]) -> Preprocess:
 
 
 def train(name: str, data: str, output: str | os.PathLike, options: TrainOptions | None = None,
-          progress: Progress | None = None) -> dict[str, Any]:
+          progress: Progress | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train on the train part of the source's fixed split (a slice of it for validation); write a
-    checkpoint carrying its own metadata; return that metadata (with test accuracy)."""
+    checkpoint carrying its own metadata; return that metadata (with test accuracy). ``progress``
+    hears every step, ``on_epoch`` each epoch's {epoch, epochs, train_loss, val_top1}."""
     import torch
     from torch import nn
 
@@ -54,8 +86,16 @@ def train(name: str, data: str, output: str | os.PathLike, options: TrainOptions
 
     opts = options or TrainOptions()
     say = progress or (lambda _m, _d, _t: None)
-    if opts.epochs < 1 or opts.batch_size < 1 or not opts.lr > 0:
+    try:
+        optimizer = Optimizer(opts.optimizer)
+    except ValueError:
+        raise NinExportError(f"unknown optimizer '{opts.optimizer}': use {' or '.join(o.value for o in Optimizer)}") from None
+    lr = DEFAULT_LR[optimizer] if opts.lr is None else opts.lr
+    if opts.epochs < 1 or opts.batch_size < 1 or not lr > 0:
         raise NinExportError("--epochs, --batch-size and --lr must be positive")
+    if opts.dropout is not None and not 0.0 <= opts.dropout < 1.0:
+        raise NinExportError(f"--dropout must be in [0, 1), got {opts.dropout}")
+    device = _device(opts.device)
     if opts.threads:
         torch.set_num_threads(opts.threads)
     torch.manual_seed(opts.seed)
@@ -69,7 +109,14 @@ def train(name: str, data: str, output: str | os.PathLike, options: TrainOptions
     classes = list(source.classes)
     if opts.num_classes is not None and opts.num_classes != len(classes):
         raise DataError(f"--num-classes {opts.num_classes} but {source.name} has {len(classes)} classes")
-    model = create_model(name, num_classes=len(classes), **shape_kw)
+    recipe_kw: dict[str, Any] = {"dropout": opts.dropout}
+    if probe.spec.head == "gap":  # the final conv + ReLU before GAP: see models.nin.init_weights
+        recipe_kw["head_bias"] = HEAD_BIAS if opts.head_bias is None else opts.head_bias
+    elif opts.head_bias is not None:
+        raise NinExportError(f"--head-bias applies to NiN models (global average pooling head); {name} has an FC head")
+    torch.manual_seed(opts.seed)
+    model = create_model(name, num_classes=len(classes), **shape_kw, **recipe_kw)
+    config = dict(model.config)
     train_idx, test_idx = source.split()
     n_val = max(1, int(len(train_idx) * opts.val_fraction))
     val_idx, fit_idx = train_idx[:n_val], train_idx[n_val:]
@@ -77,10 +124,14 @@ def train(name: str, data: str, output: str | os.PathLike, options: TrainOptions
     fit, val, test = source.load(fit_idx), source.load(val_idx), source.load(test_idx)
     if len(fit.x) < len(classes):
         raise DataError(f"too few training images ({len(fit.x)}) for {len(classes)} classes")
-    xf, yf = torch.from_numpy(fit.x), torch.from_numpy(fit.y)
-    opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    model.to(device)
+    xf, yf = torch.from_numpy(fit.x).to(device), torch.from_numpy(fit.y).to(device)
+    if optimizer is Optimizer.SGD:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=opts.weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=opts.weight_decay)
     steps = opts.epochs * math.ceil(len(xf) / opts.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opts.lr, total_steps=steps, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=opts.warmup)
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(opts.seed)
     history = []
@@ -88,8 +139,8 @@ def train(name: str, data: str, output: str | os.PathLike, options: TrainOptions
     t0 = time.perf_counter()
     for epoch in range(opts.epochs):
         model.train()
-        perm = torch.randperm(len(xf), generator=gen)
-        total = 0.0
+        perm = torch.randperm(len(xf), generator=gen).to(device)
+        total = torch.zeros((), device=device)
         for i in range(0, len(xf), opts.batch_size):
             idx = perm[i:i + opts.batch_size]
             loss = loss_fn(model(xf[idx]), yf[idx])
@@ -97,17 +148,22 @@ def train(name: str, data: str, output: str | os.PathLike, options: TrainOptions
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss.detach()) * len(idx)
+            total += loss.detach() * len(idx)
             step += 1
-            say(f"epoch {epoch + 1}/{opts.epochs} loss {float(loss.detach()):.3f}", step, steps)
+            if device.type == "cpu" or i + opts.batch_size >= len(xf):  # no per-step GPU sync
+                say(f"epoch {epoch + 1}/{opts.epochs} loss {float(loss.detach()):.3f}", step, steps)
         val_acc = _accuracy(model, val.x, val.y)[0]
-        history.append({"epoch": epoch + 1, "train_loss": total / len(xf), "val_top1": val_acc})
+        history.append({"epoch": epoch + 1, "train_loss": float(total) / len(xf), "val_top1": val_acc})
+        if on_epoch is not None:
+            on_epoch(dict(history[-1], epochs=opts.epochs))
     test_top1, test_top5 = _accuracy(model, test.x, test.y)
-    meta = {"model": name, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in model.config.items() if k != "init"},
+    model.cpu()
+    meta = {"model": name, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items() if k != "init"},
             "mean": list(pre.mean), "std": list(pre.std), "crop_pct": pre.crop_pct, "classes": classes,
             "dataset": source.name, "split": {"train": len(fit.x), "val": len(val.x), "test": len(test.x), "seed": 0},
             "accuracy": {"val_top1": history[-1]["val_top1"], "test_top1": test_top1, "test_top5": test_top5},
-            "history": history, "options": asdict(opts), "train_seconds": round(time.perf_counter() - t0, 1)}
+            "history": history, "options": dict(opts.to_dict(), lr=lr), "device": str(device),
+            "train_seconds": round(time.perf_counter() - t0, 1)}
     out = Path(output)
     with atomic_path(out, suffix=".pt") as tmp:
         torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
@@ -118,8 +174,9 @@ def _accuracy(model, x: np.ndarray, y: np.ndarray) -> tuple[float, float | None]
     import torch
 
     model.eval()
+    dev = next(model.parameters()).device
     with torch.no_grad():
-        logits = np.concatenate([model(torch.from_numpy(x[i:i + 128])).numpy() for i in range(0, len(x), 128)])
+        logits = np.concatenate([model(torch.from_numpy(x[i:i + 128]).to(dev)).cpu().numpy() for i in range(0, len(x), 128)])
     return _topk(logits, y)
 
 
