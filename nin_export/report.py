@@ -156,6 +156,29 @@ def _side_by_side(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+_DEVICE_MEMORY = (("gpu_peak_allocated_bytes", "peak GPU memory allocated by PyTorch"),
+                  ("engine_device_memory_bytes", "TensorRT engine device memory"))
+
+
+def _device_memory(res: dict[str, Any]) -> list[str]:
+    """Per backend and precision, the GPU memory figures each job recorded (one job covers every batch,
+    so the figure is the largest batch's), NiN and twin side by side; [] where none was recorded."""
+    model, baseline = res["config"]["model"], res["config"]["baseline"]
+    seen: dict[tuple[str, str, str], dict[str, int]] = {}
+    for r in _ok_rows(res):
+        for key, label in _DEVICE_MEMORY:
+            v = (r.get("memory") or {}).get(key)
+            if v is not None:
+                seen.setdefault((r["backend"], r["precision"], label), {})[r["model"]] = v
+    if not seen:
+        return []
+    lines = ["### Device memory", "", f"| backend | precision | figure | {model} | {baseline} | ratio |", "|---|---|---|---:|---:|---:|"]
+    for (backend, prec, label), v in sorted(seen.items()):
+        a, b = v.get(model), v.get(baseline)
+        lines.append(f"| {backend} | {prec} | {label} | {_fmt(a, 'bytes')} | {_fmt(b, 'bytes')} | {_fmt(_ratio(b, a), 'ratio')} |")
+    return lines + [""]
+
+
 def _not_measured(res: dict[str, Any]) -> list[str]:
     groups: dict[tuple, list[int]] = {}
     for r in res["rows"]:
@@ -330,7 +353,7 @@ def render_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike
                f"**Headline:** the twin has {_fmt(h['params_ratio'], 'ratio')} the parameters, {_fmt(h['fp32_weight_ratio'], 'ratio')} "
                f"the FP32 weight bytes and {_fmt(h['macs_ratio'], 'ratio')} the MACs of {cfg['model']}.", "",
                "### Model and artifacts", "", *_models_table(res), "",
-               "### Side by side (measured rows)", "", *_side_by_side(res), "",
+               "### Side by side (measured rows)", "", *_side_by_side(res), "", *_device_memory(res),
                "### Not measured", "", *_not_measured(res), ""]
     if accuracy:
         md += ["## Accuracy of every artifact", "", "Top-1 and top-5 on the held-out part of the data's fixed split "
