@@ -98,7 +98,6 @@ def train(name: str, data: str, output: str | os.PathLike, options: TrainOptions
     device = _device(opts.device)
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    torch.manual_seed(opts.seed)
     shape_kw = {"in_channels": opts.in_channels, "input_size": opts.input_size, "fc_width": opts.fc_width}
     probe = create_model(name, num_classes=opts.num_classes or 2, **shape_kw)
     pre = preprocess_for(name, probe.config)
@@ -114,7 +113,7 @@ def train(name: str, data: str, output: str | os.PathLike, options: TrainOptions
         recipe_kw["head_bias"] = HEAD_BIAS if opts.head_bias is None else opts.head_bias
     elif opts.head_bias is not None:
         raise NinExportError(f"--head-bias applies to NiN models (global average pooling head); {name} has an FC head")
-    torch.manual_seed(opts.seed)
+    torch.manual_seed(opts.seed)  # the initialisation depends on the seed alone
     model = create_model(name, num_classes=len(classes), **shape_kw, **recipe_kw)
     config = dict(model.config)
     train_idx, test_idx = source.split()
