@@ -179,7 +179,13 @@ def _name_nodes(model: onnx.ModelProto) -> None:
 
 
 def _graph_hash(model: onnx.ModelProto) -> str:
-    return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+    """The graph (nodes, weights, I/O) and its opsets: what the ranges depend on. Model metadata is left
+    out, so a retrained checkpoint with the same weights (only its training time differs, and with it
+    the weights sha256 recorded in the ONNX metadata) reuses the cache."""
+    h = hashlib.sha256(model.graph.SerializeToString(deterministic=True))
+    for op in sorted(model.opset_import, key=lambda o: o.domain):
+        h.update(f"{op.domain}:{op.version};".encode())
+    return h.hexdigest()
 
 
 def cache_key(model: onnx.ModelProto, calib_x: np.ndarray, pre: Preprocess, method: CalibMethod, data_fingerprint: str) -> dict[str, str]:

@@ -160,3 +160,19 @@ def test_cli_quantize(cli_run, exported, tmp_path):
     assert_one_line_error(*cli_run("quantize", tmp_path / "m.int8.onnx", "--int8", "--calib-data", "digits")[::2], "already quantized")
     assert_one_line_error(*cli_run("quantize", exported["nin-cifar10"], "--int8")[::2], "needs calibration data")
     assert_one_line_error(*cli_run("quantize", exported["nin-cifar10"])[::2], "--fp16 or --int8")
+
+
+def test_cache_follows_the_graph_not_the_metadata(exported, tmp_path):
+    first = _int8(exported["nin-cifar10"], tmp_path)
+    m = onnx.load(str(exported["nin-cifar10"]))
+    m.metadata_props.add(key="weights_sha256", value="another checkpoint file, same weights")
+    (tmp_path / "meta").mkdir()
+    relabelled = tmp_path / "meta" / "nin-cifar10.sim.onnx"
+    onnx.save(m, str(relabelled))
+    assert _int8(relabelled, tmp_path).cache == "reused " + first.cache.split(" ", 1)[1]
+    w = m.graph.initializer[0]
+    arr = numpy_helper.to_array(w).copy()
+    arr.flat[0] += 1.0
+    w.CopyFrom(numpy_helper.from_array(arr, w.name))
+    onnx.save(m, str(relabelled))
+    assert _int8(relabelled, tmp_path).cache.startswith("wrote")
