@@ -15,7 +15,7 @@ import numpy as np
 from ._io import atomic_path
 from .data import DataError, Preprocess, open_source
 from .enums import Optimizer
-from .errors import BackendUnavailableError, NinExportError
+from .errors import NinExportError
 
 __all__ = ["TrainOptions", "train", "evaluate", "EvalResult", "preprocess_for"]
 
@@ -53,20 +53,6 @@ DEFAULT_LR = {Optimizer.ADAMW: 1e-3, Optimizer.SGD: 0.05}
 HEAD_BIAS = 1.0
 
 
-def _device(want: str):
-    import torch
-
-    if want == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(want)
-    except RuntimeError:
-        raise NinExportError(f"unknown device '{want}': use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError("PyTorch here has no CUDA: install a CUDA build of torch, or use --device cpu")
-    return dev
-
-
 def preprocess_for(name: str, config: dict[str, Any]) -> Preprocess:
     """The preprocessing a registered model expects, at the channels and size it was built with."""
     from .models import get_spec
@@ -95,7 +81,9 @@ def train(name: str, data: str, output: str | os.PathLike, options: TrainOptions
         raise NinExportError("--epochs, --batch-size and --lr must be positive")
     if opts.dropout is not None and not 0.0 <= opts.dropout < 1.0:
         raise NinExportError(f"--dropout must be in [0, 1), got {opts.dropout}")
-    device = _device(opts.device)
+    from .runners.torch_runner import resolve_device
+
+    device = resolve_device(opts.device)
     if opts.threads:
         torch.set_num_threads(opts.threads)
     shape_kw = {"in_channels": opts.in_channels, "input_size": opts.input_size, "fc_width": opts.fc_width}
@@ -115,7 +103,6 @@ def train(name: str, data: str, output: str | os.PathLike, options: TrainOptions
         raise NinExportError(f"--head-bias applies to NiN models (global average pooling head); {name} has an FC head")
     torch.manual_seed(opts.seed)  # the initialisation depends on the seed alone
     model = create_model(name, num_classes=len(classes), **shape_kw, **recipe_kw)
-    config = dict(model.config)
     train_idx, test_idx = source.split()
     n_val = max(1, int(len(train_idx) * opts.val_fraction))
     val_idx, fit_idx = train_idx[:n_val], train_idx[n_val:]
@@ -157,7 +144,7 @@ def train(name: str, data: str, output: str | os.PathLike, options: TrainOptions
             on_epoch(dict(history[-1], epochs=opts.epochs))
     test_top1, test_top5 = _accuracy(model, test.x, test.y)
     model.cpu()
-    meta = {"model": name, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items() if k != "init"},
+    meta = {"model": name, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in model.config.items() if k != "init"},
             "mean": list(pre.mean), "std": list(pre.std), "crop_pct": pre.crop_pct, "classes": classes,
             "dataset": source.name, "split": {"train": len(fit.x), "val": len(val.x), "test": len(test.x), "seed": 0},
             "accuracy": {"val_top1": history[-1]["val_top1"], "test_top1": test_top1, "test_top5": test_top5},

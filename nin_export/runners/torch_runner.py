@@ -9,10 +9,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, NinExportError
 from .base import Runner
 
-__all__ = ["TorchRunner"]
+__all__ = ["TorchRunner", "resolve_device"]
+
+
+def resolve_device(want: str | torch.device) -> torch.device:
+    """'auto' (CUDA where PyTorch sees a GPU, else CPU), 'cpu', 'cuda' or 'cuda:N'; a CUDA device
+    that this PyTorch cannot reach is a BackendUnavailableError, not a CUDA stack trace."""
+    if str(want) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(want)
+    except RuntimeError:
+        raise NinExportError(f"unknown device '{want}': use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError("PyTorch here has no CUDA: install a CUDA build of torch, or use --device cpu")
+    return dev
 
 
 class TorchRunner(Runner):
@@ -21,12 +35,11 @@ class TorchRunner(Runner):
     def __init__(self, model: nn.Module, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  input_name: str = "input", output_name: str = "logits", threads: int | None = None) -> None:
         super().__init__()
-        self.model, self.device, self.dtype = model, torch.device(device), dtype
+        self.model, self.device, self.dtype = model, device, dtype  # the device is resolved on activation
         self.input_name, self.output_name, self.threads = input_name, output_name, threads
 
     def activate_impl(self) -> None:
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailableError("PyTorch here has no CUDA: install a CUDA build of torch, or use --device cpu")
+        self.device = resolve_device(self.device)
         if self.threads:
             torch.set_num_threads(int(self.threads))
         self.model = self.model.eval().to(self.device, self.dtype)
