@@ -16,9 +16,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from nin_export.bench import BenchConfig, TimingOptions, run_bench
+from nin_export.bench import BenchConfig, run_bench
 from nin_export.envinfo import environment, machine_name
 from nin_export.report import render_report
+from nin_export.timing import TimingOptions
 
 
 def main() -> int:
@@ -33,8 +34,13 @@ def main() -> int:
     paths = []
     for model in args.pairs.split(","):
         out = root / model
-        cfg = BenchConfig(model=model, batches=[int(b) for b in args.batch.split(",")], threads=args.threads,
-                          timing=TimingOptions(warmup_ms=500, min_iters=10, min_ms=args.min_ms), out_dir=str(out))
+        cfg = BenchConfig(
+            model=model,
+            batches=[int(b) for b in args.batch.split(",")],
+            threads=args.threads,
+            timing=TimingOptions(warmup_ms=500, min_iters=10, min_ms=args.min_ms),
+            out_dir=str(out),
+        )
         res = run_bench(cfg, progress=lambda m, d, t: print(f"[{d}/{t}] {m}", file=sys.stderr, flush=True))
         paths.append(res["path"])
         if not args.keep_artifacts:

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nin_export.bench import TimingOptions, measure
 from nin_export.enums import Precision
 from nin_export.envinfo import environment, machine_name
 from nin_export.export import export_model
 from nin_export.models import create_model
 from nin_export.quantize import QuantizeOptions, quantize
 from nin_export.runners import OrtRunner
+from nin_export.timing import TimingOptions, measure
 
 SCHEMA = "nin-export/quantize-bench/1"
 
@@ -58,18 +58,35 @@ def main() -> int:
                     for b in map(int, args.batch.split(",")):
                         x = np.random.default_rng(b).standard_normal((b, 3, 224, 224)).astype(np.float32)
                         st = measure(r, {"input": x}, timing)
-                        rows.append({"model": name, "backend": "onnxruntime-cpu", "precision": str(prec), "batch": b,
-                                     "file_bytes": path.stat().st_size, "latency_ms": st.to_dict()})
-                        print(f"{name:13} {prec} b={b:2}: median {st.median:8.2f} ms, {st.images_per_s:8.1f} img/s "
-                              f"({st.iterations} iters)", file=sys.stderr)
+                        rows.append(
+                            {
+                                "model": name,
+                                "backend": "onnxruntime-cpu",
+                                "precision": str(prec),
+                                "batch": b,
+                                "file_bytes": path.stat().st_size,
+                                "latency_ms": st.to_dict(),
+                            }
+                        )
+                        print(
+                            f"{name:13} {prec} b={b:2}: median {st.median:8.2f} ms, {st.images_per_s:8.1f} img/s "
+                            f"({st.iterations} iters)",
+                            file=sys.stderr,
+                        )
     speedups = {}
     for name in args.models.split(","):
         for b in map(int, args.batch.split(",")):
             med = {r["precision"]: r["latency_ms"]["median"] for r in rows if r["model"] == name and r["batch"] == b}
             speedups[f"{name}/b{b}"] = {p: med["fp32"] / m for p, m in med.items()}
-    result = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "environment": env,
-              "threads": args.threads or "onnxruntime default", "timing": vars(timing), "rows": rows,
-              "speedup_vs_fp32_median": speedups}
+    result = {
+        "schema": SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "environment": env,
+        "threads": args.threads or "onnxruntime default",
+        "timing": vars(timing),
+        "rows": rows,
+        "speedup_vs_fp32_median": speedups,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(speedups, indent=2))

@@ -46,28 +46,54 @@ def main() -> int:
     grid = QUICK if args.quick else GRID
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = []
-    result = {"model": args.model, "data": args.data, "epochs": args.epochs, "seeds": seeds, "environment": env,
-              "grid": {k: [list(v) if isinstance(v, tuple) else v for v in vs] for k, vs in grid.items()}, "runs": runs}
+    result = {
+        "model": args.model,
+        "data": args.data,
+        "epochs": args.epochs,
+        "seeds": seeds,
+        "environment": env,
+        "grid": {k: [list(v) if isinstance(v, tuple) else v for v in vs] for k, vs in grid.items()},
+        "runs": runs,
+    }
     combos = list(itertools.product(grid["optimizer_lr"], grid["head_bias"], grid["dropout"]))
     with tempfile.TemporaryDirectory() as tmp:
         for n, ((opt, lr), hb, do) in enumerate(combos, 1):
             per_seed = []
             for seed in seeds:
-                o = TrainOptions(epochs=args.epochs, optimizer=opt, lr=lr, head_bias=hb, dropout=do, seed=seed,
-                                 device=args.device)
+                o = TrainOptions(
+                    epochs=args.epochs, patience=None, optimizer=opt, lr=lr, head_bias=hb, dropout=do, seed=seed, device=args.device
+                )
                 t0 = time.perf_counter()
                 meta = train(args.model, args.data, Path(tmp) / "ckpt.pt", o)
-                per_seed.append({"seed": seed, "test_top1": meta["accuracy"]["test_top1"],
-                                 "val_top1": [h["val_top1"] for h in meta["history"]],
-                                 "train_loss": [round(h["train_loss"], 4) for h in meta["history"]],
-                                 "stuck": meta["history"][-1]["train_loss"] > 2.2, "seconds": round(time.perf_counter() - t0, 1),
-                                 "device": meta["device"]})
+                per_seed.append(
+                    {
+                        "seed": seed,
+                        "test_top1": meta["accuracy"]["test_top1"],
+                        "val_top1": [h["val_top1"] for h in meta["history"]],
+                        "train_loss": [round(h["train_loss"], 4) for h in meta["history"]],
+                        "stuck": meta["history"][-1]["train_loss"] > 2.2,
+                        "seconds": round(time.perf_counter() - t0, 1),
+                        "device": meta["device"],
+                    }
+                )
             accs = [r["test_top1"] for r in per_seed]
-            row = {"optimizer": opt, "lr": lr, "head_bias": hb, "dropout": do, "test_top1_mean": float(np.mean(accs)),
-                   "test_top1_min": float(np.min(accs)), "stuck": sum(r["stuck"] for r in per_seed), "seeds": per_seed}
+            row = {
+                "optimizer": opt,
+                "lr": lr,
+                "head_bias": hb,
+                "dropout": do,
+                "test_top1_mean": float(np.mean(accs)),
+                "test_top1_min": float(np.min(accs)),
+                "stuck": sum(r["stuck"] for r in per_seed),
+                "seeds": per_seed,
+            }
             runs.append(row)
-            print(f"[{n}/{len(combos)}] {opt} lr {lr:g} head_bias {hb:g} dropout {do:g}: test top-1 mean {row['test_top1_mean']:.3f} "
-                  f"min {row['test_top1_min']:.3f}, stuck at chance {row['stuck']}/{len(seeds)}", file=sys.stderr, flush=True)
+            print(
+                f"[{n}/{len(combos)}] {opt} lr {lr:g} head_bias {hb:g} dropout {do:g}: test top-1 mean {row['test_top1_mean']:.3f} "
+                f"min {row['test_top1_min']:.3f}, stuck at chance {row['stuck']}/{len(seeds)}",
+                file=sys.stderr,
+                flush=True,
+            )
             write_json(out, result)
     print(out)
     return 0

@@ -10,11 +10,29 @@ import os
 import resource
 import time
 import traceback
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["run_job"]
+from .errors import first_line
+from .runtimes import RunTarget, get_runtime
+from .timing import TimingOptions, measure
+
+__all__ = ["BenchJob", "run_job"]
+
+
+@dataclass(frozen=True)
+class BenchJob:
+    """One runtime x precision for one model, every batch: what crosses into the worker process."""
+
+    runtime: str  # a row of runtimes.RUNTIMES
+    target: RunTarget
+    batches: tuple[int, ...]
+    input_shape: tuple[int, int, int]
+    timing: TimingOptions = field(default_factory=TimingOptions)
+    reference_inputs: str | None = None  # .npy of held-out inputs whose outputs are returned
+    jetson: bool = False  # unified memory: record the system-wide delta too
 
 
 def _rss_bytes() -> int:
@@ -40,82 +58,68 @@ def _peak_rss_bytes() -> int:
 
 def _system_used_bytes() -> int | None:
     try:
-        info = dict(line.split(":", 1) for line in open("/proc/meminfo"))
-        kb = lambda k: int(info[k].split()[0]) * 1024  # noqa: E731
-        return kb("MemTotal") - kb("MemAvailable")
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return (int(info["MemTotal"].split()[0]) - int(info["MemAvailable"].split()[0])) * 1024
     except (OSError, KeyError, ValueError):
         return None
 
 
-def _make_runner(job: dict[str, Any]):
-    backend, precision = job["backend"], job["precision"]
-    if backend == "torch":
+def _time_batches(runner: Any, job: BenchJob) -> dict[int, dict[str, Any]]:
+    name = runner.input_names[0]
+    out: dict[int, dict[str, Any]] = {}
+    for b in job.batches:
+        x = np.random.default_rng(b).standard_normal((b, *job.input_shape)).astype(np.float32)
+        try:
+            st = measure(runner, {name: x}, job.timing)
+            row: dict[str, Any] = {"latency_ms": st.to_dict()}
+            e2e = getattr(runner, "last_end_to_end_s", None)
+            if e2e is not None:
+                row["end_to_end_ms_last"] = e2e * 1000
+            out[b] = row
+        except Exception as e:  # noqa: BLE001  (a batch the runtime refuses fails its row only)
+            out[b] = {"error": f"{type(e).__name__}: {first_line(e)}"}
+    return out
+
+
+def _reference_outputs(runner: Any, job: BenchJob) -> np.ndarray:
+    name = runner.input_names[0]
+    xs = np.load(job.reference_inputs)  # type: ignore[arg-type]
+    step = max(1, min(32, max(job.batches)))
+    outs = [next(iter(runner.infer({name: xs[i : i + step]}).values())) for i in range(0, len(xs), step)]
+    return np.concatenate(outs).astype(np.float32)
+
+
+def _device_memory(runner: Any, job: BenchJob) -> dict[str, int]:
+    out: dict[str, int] = {}
+    if hasattr(runner, "device_memory_bytes"):
+        out["engine_device_memory_bytes"] = runner.device_memory_bytes()
+    if job.target.device == "cuda":
         import torch
 
-        from .models import build_model
-        from .runners.torch_runner import TorchRunner
-
-        torch.set_num_threads(job["threads"]) if job.get("threads") else None
-        model = build_model(job["model"], job["checkpoint"], **job.get("model_kwargs", {}))
-        dtype = torch.float16 if precision == "fp16" else torch.float32
-        return TorchRunner(model, device=job["device"], dtype=dtype, threads=job.get("threads"))
-    if backend == "onnxruntime":
-        from .runners.onnxrt import OrtRunner
-
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if job["device"] == "cuda" else None
-        return OrtRunner(job["artifact"], providers=providers, threads=job.get("threads"))
-    if backend == "tensorrt":
-        from .trt.runner import TrtRunner
-
-        return TrtRunner(job["artifact"])
-    raise ValueError(f"unknown backend {backend}")
+        out["gpu_peak_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
+    return out
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
+def run_job(job: BenchJob) -> dict[str, Any]:
     """Returns {"batches": {b: {...}}, "memory": {...}, "outputs": array | None, "error": str | None}."""
-    from .bench import TimingOptions, measure
-
     out: dict[str, Any] = {"batches": {}, "memory": {}, "outputs": None, "error": None}
-    sys_before = _system_used_bytes()
-    sys_loaded: int | None = None
+    sys_before, sys_loaded = _system_used_bytes(), None
     rss_before = _rss_bytes()
     try:
-        runner = _make_runner(job)
-        with runner:
+        with get_runtime(job.runtime).factory(job.target) as runner:
             out["memory"]["rss_after_load_bytes"] = _rss_bytes()
-            name = runner.input_names[0]
-            shape = tuple(job["input_shape"])
-            timing = TimingOptions(**job["timing"])
-            for b in job["batches"]:
-                x = np.random.default_rng(b).standard_normal((b, *shape)).astype(np.float32)
-                try:
-                    st = measure(runner, {name: x}, timing)
-                    row: dict[str, Any] = {"latency_ms": st.to_dict()}
-                    e2e = getattr(runner, "last_end_to_end_s", None)
-                    if job["backend"] == "tensorrt" and e2e is not None:
-                        row["end_to_end_ms_last"] = e2e * 1000
-                    out["batches"][b] = row
-                except Exception as e:  # noqa: BLE001  (a batch the backend refuses fails its row only)
-                    out["batches"][b] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}" if str(e) else type(e).__name__}
-            if job.get("reference_inputs"):
-                xs = np.load(job["reference_inputs"])
-                step = max(1, min(32, max(job["batches"])))
-                outs = [next(iter(runner.infer({name: xs[i:i + step]}).values())) for i in range(0, len(xs), step)]
-                out["outputs"] = np.concatenate(outs).astype(np.float32)
-            if job["backend"] == "tensorrt":
-                out["memory"]["engine_device_memory_bytes"] = runner.device_memory_bytes()
+            out["batches"] = _time_batches(runner, job)
+            if job.reference_inputs:
+                out["outputs"] = _reference_outputs(runner, job)
+            out["memory"].update(_device_memory(runner, job))
             sys_loaded = _system_used_bytes()  # while the runner still holds its memory
-            if job["device"] == "cuda":
-                import torch
-
-                out["memory"]["gpu_peak_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
     except Exception as e:  # noqa: BLE001  (reported as the row's failure reason, never a silent gap)
-        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-        out["error"] = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+        out["error"] = f"{type(e).__name__}: {first_line(e)}"
         if os.environ.get("NIN_EXPORT_DEBUG"):
             out["traceback"] = traceback.format_exc()
     out["memory"].update(rss_before_load_bytes=rss_before, peak_rss_bytes=_peak_rss_bytes())
-    if job.get("jetson") and sys_before is not None and sys_loaded is not None:
+    if job.jetson and sys_before is not None and sys_loaded is not None:
         out["memory"]["system_used_delta_bytes"] = sys_loaded - sys_before  # unified memory: what the job took
     out["finished"] = time.time()
     return out

@@ -10,9 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import OutputPathError
+from .errors import FileFormatError, OutputPathError, first_line
 
-__all__ = ["atomic_path", "write_json", "sha256_file", "ensure_dir"]
+__all__ = ["atomic_path", "write_json", "sha256_file", "ensure_dir", "read_json", "check_schema"]
 
 
 def ensure_dir(path: str | os.PathLike, what: str = "output directory", hint: str = "choose another with -o") -> Path:
@@ -24,9 +24,7 @@ def ensure_dir(path: str | os.PathLike, what: str = "output directory", hint: st
         with tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-"):
             pass
     except OSError as e:
-        raise OutputPathError(
-            f"cannot write to {what} '{p}': {e.strerror or e}; {hint}"
-        ) from None
+        raise OutputPathError(f"cannot write to {what} '{p}': {e.strerror or e}; {hint}") from None
     return p
 
 
@@ -68,3 +66,39 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_json(path: str | os.PathLike, what: str, hint: str, schema: str | None = None) -> Any:
+    """Read a JSON file the tool wrote (``what`` names it in errors, ``hint`` says what to do); with
+    ``schema``, check it against the shipped JSON schema ``nin_export/schemas/<schema>.schema.json``."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise FileFormatError(f"{what} '{p}' not found; {hint}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise FileFormatError(f"cannot read {what} '{p}': {getattr(e, 'strerror', None) or first_line(e, 100)}; {hint}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FileFormatError(f"{what} '{p}' is not valid JSON ({e.msg}, line {e.lineno}); {hint}") from None
+    if schema is not None:
+        check_schema(data, schema, f"{what} '{p}'", hint)
+    return data
+
+
+def _schema(name: str) -> dict[str, Any]:
+    from importlib import resources
+
+    return json.loads(resources.files("nin_export").joinpath(f"schemas/{name}.schema.json").read_text())
+
+
+def check_schema(data: Any, schema: str, what: str, hint: str) -> None:
+    """Raise FileFormatError, in one line naming the first offending field, unless ``data`` fits ``schema``."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_schema(schema))
+    err = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if err is not None:
+        where = "/".join(map(str, err.absolute_path)) or "the top level"
+        raise FileFormatError(f"{what} has the wrong structure at {where}: {first_line(err, 150)}; {hint}")

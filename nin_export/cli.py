@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
+from ._format import fmt_bytes, fmt_int, fmt_macs
+from .bench import DEFAULT_BATCHES
 from .enums import CalibMethod, Optimizer, Precision
-from .trt._api import Backend
 from .errors import NinExportError
+from .export import DYNAMO_OPSET, TORCHSCRIPT_OPSET, Exporter
+from .models import DEFAULT_MODEL
+from .quantize import DEFAULT_CACHE_DIR, DEFAULT_CALIB_COUNT, DEFAULT_EVAL_COUNT, MIN_CALIB_IMAGES
+from .runtimes import RUNTIMES, runtime_help
+from .timing import TimingOptions
+from .train import DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_PATIENCE, HEAD_BIAS
+from .trt._api import TrtFlavour
+from .trt.builder import DEFAULT_BATCH_PROFILE, DEFAULT_RTX_TARGETS, DEFAULT_WORKSPACE_MIB
 
 # Piped output (CI logs, files) gets a wide fixed width so figures are never cut.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 132)
-
-DEFAULT_MODEL = "nin-cifar10"
 
 
 class Cli(click.Group):
@@ -30,31 +39,42 @@ class Cli(click.Group):
         try:
             return super().invoke(ctx)
         except NinExportError as e:
-            err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
             sys.exit(1)
         except KeyboardInterrupt:
             err_console.print("interrupted")
             sys.exit(130)
 
 
-def _fmt_int(n: int) -> str:
-    return f"{n:,}"
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def _fmt_macs(n: int) -> str:
-    return f"{n / 1e9:.3f} G" if n >= 1e9 else f"{n / 1e6:.1f} M"
-
-
 def _progress(msg: str) -> None:
     err_console.print(f"[dim]-[/] {escape(msg)}")
+
+
+def _warn(notes: list[str]) -> None:
+    for note in notes:
+        err_console.print(f"[yellow]warning:[/] {escape(note)}")
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def _print_headlines(heads: list[dict[str, Any]], with_machine: bool = True) -> None:
+    """The one headline line per model pair: twin / NiN ratios."""
+    for h in heads:
+        lat = ", ".join(f"{k} {v:.2f}x" for k, v in h["latency_ratio_batch1"].items() if v)
+        who = f"{h['machine']}: " if with_machine else ""
+        console.print(
+            f"[bold]{escape(who)}{h['baseline']} / {h['model']}[/]: params {h['params_ratio']:.2f}x, FP32 weights "
+            f"{h['fp32_weight_ratio']:.2f}x, MACs {h['macs_ratio']:.2f}x; batch-1 median latency {lat or '-'}"
+        )
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -72,6 +92,7 @@ def cli() -> None:
 
 # --- models / summary ---------------------------------------------------------------------------
 
+
 @cli.command("models")
 def models_cmd() -> None:
     """List every model with its parameters, MACs and input shape at its defaults.
@@ -84,35 +105,56 @@ def models_cmd() -> None:
     from .summary import summarize
 
     table = Table(title="nin-export models (defaults)")
-    for col, just in (("model", "left"), ("head", "left"), ("twin", "left"), ("input", "left"), ("classes", "right"),
-                      ("params", "right"), ("MACs", "right"), ("fp32", "right")):
+    for col, just in (
+        ("model", "left"),
+        ("head", "left"),
+        ("twin", "left"),
+        ("input", "left"),
+        ("classes", "right"),
+        ("params", "right"),
+        ("MACs", "right"),
+        ("fp32", "right"),
+    ):
         table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for name in list_models():
         spec = get_spec(name)
         s = summarize(create_model(name), (spec.in_channels, *spec.input_size))
-        table.add_row(name, spec.head, spec.twin or "-", "x".join(map(str, (spec.in_channels, *spec.input_size))),
-                      str(spec.num_classes), _fmt_int(s.params), _fmt_macs(s.macs), _fmt_bytes(s.params * 4))
+        table.add_row(
+            name,
+            spec.head,
+            spec.twin or "-",
+            "x".join(map(str, (spec.in_channels, *spec.input_size))),
+            str(spec.num_classes),
+            fmt_int(s.params),
+            fmt_macs(s.macs),
+            fmt_bytes(s.params * 4),
+        )
     console.print(table)
-    console.print("head gap: global average pooling, any input size from the smallest the trunk takes; "
-                  "head fc: fully connected, input size fixed when built (--input-size).")
+    console.print(
+        "head gap: global average pooling, any input size from the smallest the trunk takes; "
+        "head fc: fully connected, input size fixed when built (--input-size)."
+    )
 
 
-def _model_options(f):
+def _model_options(f: Callable) -> Callable:
     f = click.option("--fc-width", type=int, default=None, help="Hidden width of an fc-* twin's head (default 4096).")(f)
-    f = click.option("--init", type=click.Choice(["default", "paper"]), default=None,
-                     help="Weight init when no --weights: modern Kaiming (default) or the paper's Gaussian.")(f)
-    f = click.option("--input-size", default=None, metavar="HxW", help="Input height x width, e.g. 32x32 (default: the model's).")(f)
+    f = click.option(
+        "--init",
+        type=click.Choice(["default", "paper"]),
+        default=None,
+        help="Weight init when no --weights: modern Kaiming (default) or the paper's Gaussian.",
+    )(f)
+    f = click.option("--input-size", default=None, metavar="HxW", help="Input height x width, e.g. 32x32 (default: the model's).")(
+        f
+    )
     f = click.option("--in-channels", type=int, default=None, help="Input channels (default: the model's, 3).")(f)
     f = click.option("--num-classes", type=int, default=None, help="Number of classes (default: the model's).")(f)
     return f
 
 
 def _build(model: str, weights: str | None = None, **kw: Any):
-    from .models import build_model, get_spec
+    from .models import build_model
 
-    spec = get_spec(model)
-    if kw.get("fc_width") is not None and spec.builder.__name__.replace("_", "-") not in {"fc-cifar10", "fc-imagenet", "fc-seed"}:
-        raise NinExportError(f"--fc-width applies to the fc-* twins only, not {model}")
     try:
         return build_model(model, weights, **kw)
     except ValueError as e:  # num_classes < 1 and the like
@@ -130,7 +172,7 @@ def summary_cmd(model: str, **kw: Any) -> None:
       nin-export summary nin-imagenet
       nin-export summary nin-cifar10 --num-classes 100 --input-size 48x48
     """
-    from .summary import summarize
+    from .summary import WEIGHT_BYTES_RULE, summarize
 
     m = _build(model, **kw)
     cfg = m.config
@@ -139,43 +181,68 @@ def summary_cmd(model: str, **kw: Any) -> None:
     for col, just in (("layer", "left"), ("type", "left"), ("output", "left"), ("params", "right"), ("MACs", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for layer in s.layers:
-        table.add_row(layer.name, layer.type, "x".join(map(str, layer.output_shape)),
-                      _fmt_int(layer.params) if layer.params else "", _fmt_int(layer.macs) if layer.macs else "")
+        table.add_row(
+            layer.name,
+            layer.type,
+            "x".join(map(str, layer.output_shape)),
+            fmt_int(layer.params) if layer.params else "",
+            fmt_int(layer.macs) if layer.macs else "",
+        )
     table.add_section()
-    table.add_row("total", "", "x".join(map(str, s.output_shape)), _fmt_int(s.params), _fmt_int(s.macs))
+    table.add_row("total", "", "x".join(map(str, s.output_shape)), fmt_int(s.params), fmt_int(s.macs))
     console.print(table)
-    wb = s.weight_bytes()
-    console.print(f"params {_fmt_int(s.params)}, MACs {_fmt_macs(s.macs)} per image; weights "
-                  + ", ".join(f"{p} {_fmt_bytes(b)}" for p, b in wb.items()))
+    console.print(
+        f"params {fmt_int(s.params)}, MACs {fmt_macs(s.macs)} per image; weights "
+        + ", ".join(f"{p} {fmt_bytes(b)}" for p, b in s.weight_bytes().items())
+    )
+    console.print(f"({WEIGHT_BYTES_RULE})")
 
 
 # --- onnx ----------------------------------------------------------------------------------------
 
-def _parse_batch(value: str | None) -> int | None:
-    if value is None or value.lower() == "dynamic":
-        return None
-    try:
-        b = int(value)
-    except ValueError:
-        raise NinExportError(f"--batch must be a positive number or 'dynamic', got '{value}'") from None
-    if b < 1:
-        raise NinExportError(f"--batch must be a positive number or 'dynamic', got '{value}'")
-    return b
-
 
 @cli.command("onnx")
-@click.option("--model", "-m", default=None, help=f"Registered model name (default {DEFAULT_MODEL}; see 'nin-export models').")
-@click.option("--weights", "-w", type=click.Path(dir_okay=False), default=None,
-              help="State_dict or checkpoint (.pt); loaded with weights_only=True. Random init if omitted.")
+@click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True, help="Registered model name (see 'nin-export models').")
+@click.option(
+    "--weights",
+    "-w",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="State_dict or checkpoint (.pt); loaded with weights_only=True. Random init if omitted.",
+)
 @_model_options
-@click.option("--opset", type=int, default=None, help="ONNX opset (default 17; >= 13 for per-channel INT8).")
+@click.option(
+    "--opset",
+    type=int,
+    default=None,
+    help=f"ONNX opset (default {DYNAMO_OPSET} with the dynamo exporter, {TORCHSCRIPT_OPSET} with TorchScript; "
+    f">= 13 for per-channel INT8).",
+)
+@click.option(
+    "--exporter",
+    type=click.Choice([e.value for e in Exporter]),
+    default=Exporter.AUTO.value,
+    show_default=True,
+    help="auto: torch.onnx's dynamo exporter where the installed torch does it well (2.6+ with onnxscript), "
+    "else the TorchScript-based one (torch 2.3 on JetPack 6).",
+)
 @click.option("--batch", default=None, metavar="N|dynamic", help="Fixed batch size, or 'dynamic' (default).")
 @click.option("--dynamic-hw", is_flag=True, default=False, help="NiN variants: dynamic height and width as well.")
 @click.option("--no-simplify", is_flag=True, default=False, help="Skip onnxsim.")
 @click.option("--name", default=None, help="Base name of the files (default: the model name).")
 @click.option("-o", "--output-dir", default="out", show_default=True, help="Directory for the ONNX files and manifest.json.")
-def onnx_cmd(model: str | None, weights: str | None, opset: int | None, batch: str | None, dynamic_hw: bool,
-             no_simplify: bool, name: str | None, output_dir: str, **kw: Any) -> None:
+def onnx_cmd(
+    model: str,
+    weights: str | None,
+    opset: int | None,
+    exporter: str,
+    batch: str | None,
+    dynamic_hw: bool,
+    no_simplify: bool,
+    name: str | None,
+    output_dir: str,
+    **kw: Any,
+) -> None:
     """Export a model to ONNX, simplify it with onnxsim, and verify both against PyTorch.
 
     Writes OUT/<name>.onnx and OUT/<name>.sim.onnx (metadata embedded) and records both, with
@@ -184,25 +251,33 @@ def onnx_cmd(model: str | None, weights: str | None, opset: int | None, batch: s
     \b
     Example:
       nin-export onnx --model nin-cifar10 --weights ckpt.pt -o out/
-      nin-export onnx --model nin-imagenet --batch 1 --opset 13
+      nin-export onnx --model nin-imagenet --batch 1 --opset 13 --exporter torchscript
       nin-export onnx --model nin-seed --dynamic-hw --input-size 96x96
     """
-    from .export import DEFAULT_OPSET, ExportOptions, export_model
+    from .export import ExportOptions, export_model
+    from .parse import parse_batch
 
-    model = model or DEFAULT_MODEL
-    opts = ExportOptions(opset=opset or DEFAULT_OPSET, batch=_parse_batch(batch), dynamic_hw=dynamic_hw, simplify=not no_simplify)
+    opts = ExportOptions(
+        opset=opset, batch=parse_batch(batch), dynamic_hw=dynamic_hw, simplify=not no_simplify, exporter=Exporter(exporter)
+    )
     m = _build(model, weights, **kw)
     res = export_model(m, output_dir, name, weights=weights, options=opts, progress=_progress)
     tol = opts.tolerance.describe()
     for fname, agree in res.verification.items():
-        console.print(f"[green]verified[/] {fname}: {agree.describe()}  (tolerance {tol})")
+        console.print(f"[green]verified[/] {escape(fname)}: {agree.describe()}  (tolerance {tol})")
     if res.sim_path:
         console.print(f"nodes: {res.nodes} -> {res.sim_nodes} after onnxsim")
-    console.print(f"wrote {res.onnx_path}" + (f" and {res.sim_path}" if res.sim_path else "")
-                  + f"; manifest {Path(output_dir) / 'manifest.json'}")
+    console.print(
+        escape(
+            f"wrote {res.onnx_path}"
+            + (f" and {res.sim_path}" if res.sim_path else "")
+            + f"; manifest {Path(output_dir) / 'manifest.json'}"
+        )
+    )
 
 
 # --- inspect -------------------------------------------------------------------------------------
+
 
 @cli.command("inspect")
 @click.argument("path", type=click.Path(dir_okay=False))
@@ -220,18 +295,19 @@ def inspect_cmd(path: str) -> None:
     if path.endswith((".engine", ".plan")):
         _inspect_engine(path)
         return
-
     info = describe_onnx(path)
-    console.print(f"[bold]{info.path}[/]  {_fmt_bytes(info.bytes)}, opset {info.opset}, producer {info.producer}")
+    console.print(escape(f"{info.path}") + f"  {fmt_bytes(info.bytes)}, opset {info.opset}, producer {escape(info.producer)}")
     for kind, items in (("input", info.inputs), ("output", info.outputs)):
         for io in items:
             console.print(escape(f"  {kind:6} {io['name']}: {io['dtype']} [{', '.join(map(str, io['shape']))}]"))
     declared = info.metadata.get("params")
-    params = _fmt_int(info.params)
+    params = fmt_int(info.params)
     if isinstance(declared, int) and declared != info.params:
-        params = f"{_fmt_int(declared)} (model); {params} stored, identical initializers shared"
+        params = f"{fmt_int(declared)} (model); {params} stored, identical initializers shared"
     console.print(f"  params {params}")
-    console.print(f"  {sum(info.op_histogram.values())} nodes: " + ", ".join(f"{op} x{n}" for op, n in info.op_histogram.items()))
+    console.print(
+        escape(f"  {sum(info.op_histogram.values())} nodes: " + ", ".join(f"{op} x{n}" for op, n in info.op_histogram.items()))
+    )
     if info.metadata:
         table = Table(title="metadata", show_header=False)
         table.add_column("key")
@@ -241,29 +317,152 @@ def inspect_cmd(path: str) -> None:
         console.print(table)
 
 
+def _inspect_engine(path: str) -> None:
+    from .trt.inspect import describe_engine
+
+    side, live, why = describe_engine(path)
+    console.print(
+        escape(path) + f"  {fmt_bytes(side['bytes'])}, {side['flavour']} {side['trt_version']}, {side['precision']} "
+        f"({side['precision_path']})"
+    )
+    gpu = side.get("gpu") or {}
+    console.print(
+        "  targets: "
+        + (
+            ", ".join(side["targets"])
+            if side["targets"]
+            else f"{gpu.get('name')} (compute capability {gpu.get('compute_capability')})"
+        )
+    )
+    for io in side["io"]:
+        console.print(escape(f"  {io['mode']:6} {io['name']}: {io['dtype']} [{', '.join(map(str, io['shape']))}]"))
+    _print_profiles(side["profiles"][0])
+    src = side["source_onnx"]
+    console.print(
+        escape(
+            f"  from {src['file']} (sha256 {src['sha256'][:16]}...), built {side['created']} in "
+            f"{side['build_seconds']} s by {side.get('producer', '?')}"
+        )
+    )
+    if live is None:
+        console.print(f"  [dim]engine not loaded: {escape(why)}[/]")
+        return
+    console.print(f"  device memory {fmt_bytes(live['device_memory_bytes'])}; {live['num_layers']} layers")
+    for layer in live["layers"]:
+        console.print(escape(f"    {layer}"))
+
+
+def _print_profiles(profiles: dict[str, dict[str, list[int]]]) -> None:
+    for name, p in profiles.items():
+        console.print(
+            escape(
+                f"  profile {name}: min {'x'.join(map(str, p['min']))}, opt {'x'.join(map(str, p['opt']))}, "
+                f"max {'x'.join(map(str, p['max']))}"
+            )
+        )
+
+
 # --- quantize ------------------------------------------------------------------------------------
+
+
+def _quantize_options(f: Callable) -> Callable:
+    """The calibration and check options that 'quantize' and 'trt --int8/--fp16' share."""
+    for opt in reversed(
+        [
+            click.option(
+                "--calib-data",
+                default=None,
+                metavar="SRC",
+                help="Images: a directory (recursive), a .npy/.npz in model layout, or 'digits' (built in). "
+                "FP16 uses it for the held-out check only (default digits).",
+            ),
+            click.option(
+                "--calib-method",
+                type=click.Choice([m.value for m in CalibMethod]),
+                default=CalibMethod.MINMAX.value,
+                show_default=True,
+                help="Range calibration.",
+            ),
+            click.option(
+                "--calib-count",
+                type=int,
+                default=DEFAULT_CALIB_COUNT,
+                show_default=True,
+                help=f"Calibration images (at least {MIN_CALIB_IMAGES}).",
+            ),
+            click.option(
+                "--eval-count",
+                type=int,
+                default=DEFAULT_EVAL_COUNT,
+                show_default=True,
+                help="Held-out images for the check against FP32.",
+            ),
+            click.option(
+                "--calib-cache", default=None, metavar="DIR", help=f"Calibration cache directory (default ./{DEFAULT_CACHE_DIR})."
+            ),
+            click.option("--no-calib-cache", is_flag=True, default=False, help="Neither read nor write a calibration cache."),
+            click.option(
+                "--quantize-head", is_flag=True, default=False, help="INT8: also quantize global average pooling and what follows."
+            ),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+def _make_quantize_options(
+    precision: Precision,
+    calib_data: str | None,
+    calib_method: str,
+    calib_count: int,
+    eval_count: int,
+    calib_cache: str | None,
+    no_calib_cache: bool,
+    quantize_head: bool,
+    keep_io_types: bool = True,
+    synthetic: bool = False,
+):
+    from .quantize import QuantizeOptions
+
+    if no_calib_cache and calib_cache:
+        raise NinExportError("--calib-cache and --no-calib-cache contradict each other: pass one")
+    return QuantizeOptions(
+        precision,
+        keep_io_types=keep_io_types,
+        calib_data=calib_data,
+        calib_method=CalibMethod(calib_method),
+        calib_count=calib_count,
+        eval_count=eval_count,
+        allow_synthetic=synthetic,
+        quantize_head=quantize_head,
+        cache_dir=None if no_calib_cache else (calib_cache or DEFAULT_CACHE_DIR),
+    )
+
+
+def _one_precision(fp16: bool, int8: bool, fp32: bool = False) -> Precision | None:
+    chosen = [p for p, on in ((Precision.FP32, fp32), (Precision.FP16, fp16), (Precision.INT8, int8)) if on]
+    if len(chosen) > 1:
+        raise NinExportError(f"choose one precision: {' and '.join('--' + p.value for p in chosen)} were both given")
+    return chosen[0] if chosen else None
+
 
 @cli.command("quantize")
 @click.argument("onnx_path", metavar="MODEL.onnx", type=click.Path(dir_okay=False))
-@click.option("--fp16", "precision", flag_value="fp16", help="Float16 compute (float32 I/O unless --no-keep-io-types).")
-@click.option("--int8", "precision", flag_value="int8", help="INT8 post-training quantization as explicit Q/DQ.")
+@click.option("--fp16", is_flag=True, help="Float16 compute (float32 I/O unless --no-keep-io-types).")
+@click.option("--int8", is_flag=True, help="INT8 post-training quantization as explicit Q/DQ.")
 @click.option("--keep-io-types/--no-keep-io-types", default=True, show_default=True, help="FP16: keep float32 inputs/outputs.")
-@click.option("--calib-data", default=None, metavar="SRC",
-              help="Images: a directory (recursive), a .npy/.npz in model layout, or 'digits' (built in). "
-                   "FP16 uses it for the held-out check only (default digits).")
-@click.option("--calib-method", type=click.Choice([m.value for m in CalibMethod]), default=None,
-              help="Range calibration (default minmax).")
-@click.option("--calib-count", type=int, default=None, help="Calibration images (default 300; at least 16).")
-@click.option("--eval-count", type=int, default=None, help="Held-out images for the check against FP32 (default 200).")
+@_quantize_options
 @click.option("--synthetic", is_flag=True, default=False, help="Calibrate on random noise (accuracy figures become meaningless).")
-@click.option("--calib-cache", default=None, metavar="DIR", help="Calibration cache directory (default ./calibration).")
-@click.option("--no-calib-cache", is_flag=True, default=False, help="Neither read nor write a calibration cache.")
-@click.option("--quantize-head", is_flag=True, default=False, help="INT8: also quantize global average pooling and what follows.")
-@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
-              help="Output file (default: beside the input, <name>.fp16.onnx / <name>.int8.onnx).")
-def quantize_cmd(onnx_path: str, precision: str | None, keep_io_types: bool, calib_data: str | None, calib_method: str | None,
-                 calib_count: int | None, eval_count: int | None, synthetic: bool, calib_cache: str | None,
-                 no_calib_cache: bool, quantize_head: bool, output: str | None) -> None:
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Output file (default: beside the input, <name>.fp16.onnx / <name>.int8.onnx).",
+)
+def quantize_cmd(
+    onnx_path: str, fp16: bool, int8: bool, keep_io_types: bool, synthetic: bool, output: str | None, **q: Any
+) -> None:
     """Make an FP16 or INT8 (Q/DQ) ONNX that every TensorRT accepts, checked against its FP32 parent.
 
     INT8 is symmetric (zero points 0), per-channel on the weights' output-channel axis, biases in
@@ -275,132 +474,226 @@ def quantize_cmd(onnx_path: str, precision: str | None, keep_io_types: bool, cal
     Example:
       nin-export quantize out/nin-cifar10.sim.onnx --fp16
       nin-export quantize out/nin-cifar10.sim.onnx --int8 --calib-data digits
-      nin-export quantize out/nin-imagenet.sim.onnx --int8 --calib-data ~/imagenet-val --calib-method entropy
+      nin-export quantize out/nin-imagenet.sim.onnx --int8 --calib-data ~/imagenet-val --calib-count 500
     """
-    from .quantize import DEFAULT_CACHE_DIR, QuantizeOptions, quantize
+    from .quantize import quantize
 
+    precision = _one_precision(fp16, int8)
     if precision is None:
         raise NinExportError("choose a precision: --fp16 or --int8")
-    if no_calib_cache and calib_cache:
-        raise NinExportError("--calib-cache and --no-calib-cache contradict each other: pass one")
-    opts = QuantizeOptions(Precision(precision), keep_io_types=keep_io_types, calib_data=calib_data,
-                           allow_synthetic=synthetic, quantize_head=quantize_head,
-                           cache_dir=None if no_calib_cache else (calib_cache or DEFAULT_CACHE_DIR))
-    if calib_method:
-        opts.calib_method = CalibMethod(calib_method)
-    if calib_count is not None:
-        opts.calib_count = calib_count
-    if eval_count is not None:
-        opts.eval_count = eval_count
+    opts = _make_quantize_options(precision, keep_io_types=keep_io_types, synthetic=synthetic, **q)
     res = quantize(onnx_path, opts, output, progress=_progress)
-    for note in res.notes:
-        err_console.print(f"[yellow]warning:[/] {escape(note)}")
+    _warn(res.notes)
     a = res.agreement
-    console.print(f"[green]checked[/] {res.path.name} against {res.parent.name} on {a.n_samples} held-out images: "
-                  f"top-1 agreement {a.top1_agreement:.1%}, cosine {a.cosine:.6f}, max abs {a.max_abs:.3g}")
+    console.print(
+        escape(
+            f"checked {res.path.name} against {res.parent.name} on {a.n_samples} held-out images: "
+            f"top-1 agreement {a.top1_agreement:.1%}, cosine {a.cosine:.6f}, max abs {a.max_abs:.3g}"
+        )
+    )
     if res.cache:
-        console.print(f"calibration cache: {res.cache}")
-    console.print(f"wrote {res.path} ({_fmt_bytes(res.path.stat().st_size)}, parent {_fmt_bytes(res.parent.stat().st_size)}); "
-                  f"manifest {res.path.parent / 'manifest.json'}")
+        console.print(escape(f"calibration cache: {res.cache}"))
+    console.print(
+        escape(
+            f"wrote {res.path} ({fmt_bytes(res.path.stat().st_size)}, parent {fmt_bytes(res.parent.stat().st_size)}); "
+            f"manifest {res.path.parent / 'manifest.json'}"
+        )
+    )
 
 
 # --- trt -----------------------------------------------------------------------------------------
 
+
 @cli.command("trt")
 @click.argument("onnx_path", metavar="MODEL.onnx", type=click.Path(dir_okay=False))
-@click.option("--fp32", "precision", flag_value="fp32", help="Build from an FP32 graph as it is.")
-@click.option("--fp16", "precision", flag_value="fp16", help="FP16: converts an FP32 graph first (nin-export quantize --fp16).")
-@click.option("--int8", "precision", flag_value="int8", help="INT8: quantizes an FP32 graph to Q/DQ first (needs --calib-data).")
-@click.option("--builder-fp16", is_flag=True, default=False,
-              help="TensorRT 10 only: FP16 through BuilderFlag.FP16 on the FP32 graph instead of an FP16 graph.")
-@click.option("--calib-data", default=None, metavar="SRC", help="Calibration data for --int8 (see 'nin-export quantize --help').")
-@click.option("--batch", default=None, metavar="MIN:OPT:MAX", help="Batch profile for a dynamic batch (default 1:8:32).")
+@click.option("--fp32", is_flag=True, help="Build from an FP32 graph as it is.")
+@click.option("--fp16", is_flag=True, help="FP16: converts an FP32 graph first (as 'nin-export quantize --fp16').")
+@click.option("--int8", is_flag=True, help="INT8: quantizes an FP32 graph to Q/DQ first (needs --calib-data).")
+@click.option(
+    "--builder-fp16",
+    is_flag=True,
+    default=False,
+    help="TensorRT 10 only: FP16 through BuilderFlag.FP16 on the FP32 graph instead of an FP16 graph.",
+)
+@_quantize_options
+@click.option(
+    "--batch",
+    default=None,
+    metavar="MIN:OPT:MAX",
+    help=f"Batch profile for a dynamic batch (default {':'.join(map(str, DEFAULT_BATCH_PROFILE))}).",
+)
 @click.option("--min-shape", default=None, metavar="NxCxHxW", help="Profile minimum shape (with --opt-shape, --max-shape).")
 @click.option("--opt-shape", default=None, metavar="NxCxHxW", help="Profile optimum shape.")
 @click.option("--max-shape", default=None, metavar="NxCxHxW", help="Profile maximum shape.")
-@click.option("--workspace", type=int, default=None, metavar="MiB", help="Workspace memory pool limit (default 1024).")
-@click.option("--timing-cache", default=None, type=click.Path(dir_okay=False), help="Timing cache file, read and updated (TensorRT 10/11).")
-@click.option("--backend", type=click.Choice([b.value for b in Backend]), default="auto", show_default=True,
-              help="auto prefers full TensorRT, then TensorRT-RTX.")
-@click.option("--target", "targets", multiple=True, metavar="SMxx",
-              help="TensorRT-RTX ahead-of-time target, repeatable: SM75 SM80 SM86 SM89 SM120 SM121 or CURRENT "
-                   "(default: CURRENT with a GPU, else SM80 SM86 SM89 SM120).")
-@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
-              help="Engine file (default beside the ONNX: <name>.<precision>[.rtx].engine); the sidecar is <engine>.json.")
-def trt_cmd(onnx_path: str, precision: str | None, builder_fp16: bool, calib_data: str | None, batch: str | None,
-            min_shape: str | None, opt_shape: str | None, max_shape: str | None, workspace: int | None,
-            timing_cache: str | None, backend: str, targets: tuple[str, ...], output: str | None) -> None:
+@click.option(
+    "--workspace", type=int, default=DEFAULT_WORKSPACE_MIB, show_default=True, metavar="MiB", help="Workspace memory pool limit."
+)
+@click.option(
+    "--timing-cache", default=None, type=click.Path(dir_okay=False), help="Timing cache file, read and updated (TensorRT 10/11)."
+)
+@click.option(
+    "--backend",
+    type=click.Choice([b.value for b in TrtFlavour]),
+    default=TrtFlavour.AUTO.value,
+    show_default=True,
+    help="Which TensorRT: auto prefers full TensorRT, then TensorRT-RTX.",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="SMxx",
+    help="TensorRT-RTX ahead-of-time target, repeatable: SM75 SM80 SM86 SM89 SM120 SM121 or CURRENT "
+    f"(default: CURRENT with a GPU, else {' '.join(DEFAULT_RTX_TARGETS)}).",
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Engine file (default beside the ONNX: <name>.<precision>[.rtx].engine); the sidecar is <engine>.json.",
+)
+def trt_cmd(
+    onnx_path: str,
+    fp32: bool,
+    fp16: bool,
+    int8: bool,
+    builder_fp16: bool,
+    batch: str | None,
+    min_shape: str | None,
+    opt_shape: str | None,
+    max_shape: str | None,
+    workspace: int,
+    timing_cache: str | None,
+    backend: str,
+    targets: tuple[str, ...],
+    output: str | None,
+    **q: Any,
+) -> None:
     """Build a TensorRT engine (a plain plan trtexec can load) and its JSON sidecar.
 
     Precision lives in the graph: the network is strongly typed, so one ONNX serves TensorRT 10
     (Jetson), TensorRT 11 and TensorRT-RTX. TensorRT-RTX builds ahead of time without a GPU.
+    --fp16/--int8 on an FP32 graph convert it first, with every calibration option of 'quantize'.
 
     \b
     Example:
       nin-export trt out/nin-cifar10.sim.onnx --fp16
-      nin-export trt out/nin-cifar10.sim.onnx --int8 --calib-data digits --batch 1:8:32
+      nin-export trt out/nin-cifar10.sim.onnx --int8 --calib-data digits --calib-count 500 --batch 1:8:32
       nin-export trt out/nin-cifar10.int8.onnx --backend tensorrt-rtx --target SM86 --target SM89
     """
-    from .pipeline import engine_from_onnx
-    from .trt import BuildOptions, parse_batch_profile, parse_shape
-    from .trt.builder import DEFAULT_WORKSPACE_MIB
+    from .parse import parse_batch_profile, parse_shape
+    from .trt import BuildOptions
+    from .trt.convert import engine_from_onnx
 
-    opts = BuildOptions(backend=Backend(backend), batch=parse_batch_profile(batch) if batch else None,
-                        min_shape=parse_shape(min_shape) if min_shape else None,
-                        opt_shape=parse_shape(opt_shape) if opt_shape else None,
-                        max_shape=parse_shape(max_shape) if max_shape else None,
-                        workspace_mib=workspace or DEFAULT_WORKSPACE_MIB, timing_cache=timing_cache, targets=targets,
-                        builder_fp16=builder_fp16)
-    res = engine_from_onnx(onnx_path, Precision(precision) if precision else None, opts, calib_data=calib_data,
-                           output=output, progress=_progress)
-    for note in res.notes:
-        err_console.print(f"[yellow]warning:[/] {escape(note)}")
+    precision = _one_precision(fp16, int8, fp32)
+    opts = BuildOptions(
+        flavour=TrtFlavour(backend),
+        batch=parse_batch_profile(batch) if batch else None,
+        min_shape=parse_shape(min_shape) if min_shape else None,
+        opt_shape=parse_shape(opt_shape) if opt_shape else None,
+        max_shape=parse_shape(max_shape) if max_shape else None,
+        workspace_mib=workspace,
+        timing_cache=timing_cache,
+        targets=targets,
+        builder_fp16=builder_fp16,
+    )
+    qopts = _make_quantize_options(precision or Precision.FP16, **q) if precision in (Precision.FP16, Precision.INT8) else None
+    res = engine_from_onnx(onnx_path, precision, opts, qopts, output=output, progress=_progress)
+    _warn(res.notes)
     for step in res.steps:
         console.print(escape(step))
     i = res.info
-    console.print(f"[green]built[/] {res.engine} ({_fmt_bytes(i['bytes'])}) with {i['flavour']} {i['trt_version']} in "
-                  f"{i['build_seconds']:.1f} s: {i['precision']} via {i['precision_path']}")
+    console.print(
+        f"[green]built[/] {escape(str(res.engine))} ({fmt_bytes(i['bytes'])}) with {i['flavour']} {i['trt_version']} in "
+        f"{i['build_seconds']:.1f} s: {i['precision']} via {i['precision_path']}"
+    )
     console.print("  targets: " + (", ".join(i["targets"]) if i["targets"] else f"this GPU ({(i['gpu'] or {}).get('name')})"))
-    for name, p in i["profiles"][0].items():
-        console.print(f"  profile {name}: min {'x'.join(map(str, p['min']))}, opt {'x'.join(map(str, p['opt']))}, "
-                      f"max {'x'.join(map(str, p['max']))}")
-    console.print(f"  sidecar {res.sidecar}")
+    _print_profiles(i["profiles"][0])
+    console.print(escape(f"  sidecar {res.sidecar}"))
 
 
 # --- bench / report ------------------------------------------------------------------------------
 
-def _csv_list(value: str | None, what: str, choices: list[str] | None = None) -> list[str] | None:
-    if value is None:
-        return None
+
+def _csv_list(value: str, what: str, choices: list[str]) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
-    bad = [v for v in items if choices is not None and v not in choices]
+    bad = [v for v in items if v not in choices]
     if not items or bad:
-        raise NinExportError(f"bad --{what} '{value}': choose from {', '.join(choices or [])}, comma-separated")
+        raise NinExportError(f"bad --{what} '{value}': choose from {', '.join(choices)}, comma-separated")
     return items
 
 
+def _bench_config(
+    model: str,
+    baseline: str | None,
+    backends: str | None,
+    precisions: str | None,
+    batches: str | None,
+    threads: int | None,
+    warmup_ms: float,
+    min_iters: int,
+    min_ms: float,
+    data: str,
+    weights: str | None,
+    baseline_weights: str | None,
+    output_dir: str,
+):
+    from .bench import BenchConfig
+    from .parse import parse_batch_list
+
+    cfg = BenchConfig(
+        model=model,
+        baseline=baseline,
+        out_dir=output_dir,
+        threads=threads,
+        timing=TimingOptions(warmup_ms, min_iters, min_ms),
+        data=None if data.lower() == "none" else data,
+    )
+    if backends:
+        cfg.runtimes = _csv_list(backends, "backends", [r.alias for r in RUNTIMES] + [r.name for r in RUNTIMES])
+    if precisions:
+        cfg.precisions = [Precision(p) for p in _csv_list(precisions, "precisions", [p.value for p in Precision])]
+    if batches:
+        cfg.batches = parse_batch_list(batches)
+    if threads is not None and threads < 1:
+        raise NinExportError(f"--threads must be at least 1, got {threads}")
+    cfg.weights = {n: w for (n, _), w in zip(cfg.pair(), (weights, baseline_weights)) if w}
+    return cfg
+
+
+_T = TimingOptions()
+
+
 @cli.command("bench")
-@click.option("--model", "-m", default=None, help="NiN variant to measure (default nin-cifar10).")
+@click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True, help="NiN variant to measure.")
 @click.option("--baseline", "-b", default=None, help="Model to compare with (default: the model's FC-headed twin).")
-@click.option("--backends", default=None, metavar="LIST", help="torch,ort,trt (default: every backend installed here).")
+@click.option("--backends", default=None, metavar="LIST", help=f"Comma-separated runtimes (default: every one): {runtime_help()}.")
 @click.option("--precisions", default=None, metavar="LIST", help="fp32,fp16,int8 (default: all three).")
-@click.option("--batch", "batches", default=None, metavar="LIST", help="Batch sizes (default 1,8,32).")
+@click.option(
+    "--batch", "batches", default=None, metavar="LIST", help=f"Batch sizes (default {','.join(map(str, DEFAULT_BATCHES))})."
+)
 @click.option("--threads", type=int, default=None, help="CPU threads for torch and onnxruntime (default: theirs).")
-@click.option("--warmup-ms", type=float, default=None, help="Warm-up per row, by time (default 200).")
-@click.option("--min-iters", type=int, default=None, help="At least this many timed iterations per row (default 10).")
-@click.option("--min-ms", type=float, default=None, help="And at least this long per row (default 3000).")
-@click.option("--data", default=None, metavar="SRC", help="Held-out reference images and INT8 calibration (default digits; 'none' to skip).")
+@click.option("--warmup-ms", type=float, default=_T.warmup_ms, show_default=True, help="Warm-up per row, by time.")
+@click.option("--min-iters", type=int, default=_T.min_iters, show_default=True, help="At least this many timed iterations per row.")
+@click.option("--min-ms", type=float, default=_T.min_ms, show_default=True, help="And at least this long per row.")
+@click.option(
+    "--data",
+    default="digits",
+    show_default=True,
+    metavar="SRC",
+    help="Held-out reference images and INT8 calibration ('none' to skip).",
+)
 @click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --model (random init if omitted).")
 @click.option("--baseline-weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --baseline.")
 @click.option("-o", "--output-dir", default="bench", show_default=True, help="Directory for results.json and artifacts.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Render the report into OUT/report afterwards.")
-def bench_cmd(model, baseline, backends, precisions, batches, threads, warmup_ms, min_iters, min_ms, data, weights,
-              baseline_weights, output_dir, report) -> None:
-    """Measure NiN against its FC-headed twin on every backend: latency, throughput, memory, size, agreement.
+def bench_cmd(report: bool, **kw: Any) -> None:
+    """Measure NiN against its FC-headed twin on every runtime: latency, throughput, memory, size, agreement.
 
-    Every model x backend x precision x batch becomes a row with a status (ok, failed with the
-    reason, or skipped with the reason). Results go to OUT/results.json, written after every row,
-    so Ctrl-C keeps what was finished.
+    Every model x runtime x precision x batch becomes a row with a status (ok, failed with the
+    reason, or skipped with the reason: a runtime not installed here, a GPU runtime without a GPU).
+    Results go to OUT/results.json, written after every row, so Ctrl-C keeps what was finished.
 
     \b
     Example:
@@ -408,62 +701,39 @@ def bench_cmd(model, baseline, backends, precisions, batches, threads, warmup_ms
       nin-export bench --model nin-imagenet --baseline fc-imagenet --backends torch,ort,trt --batch 1,16
       nin-export bench --precisions fp32,int8 --threads 2 --min-ms 1000 -o bench/quick
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from .bench import run_bench
 
-    from .bench import BenchBackend, BenchConfig, TimingOptions, run_bench
-
-    cfg = BenchConfig(model=model or "nin-cifar10", baseline=baseline, out_dir=output_dir, threads=threads)
-    if backends:
-        cfg.backends = [BenchBackend(b) for b in _csv_list(backends, "backends", [b.value for b in BenchBackend])]
-    if precisions:
-        cfg.precisions = [Precision(p) for p in _csv_list(precisions, "precisions", [p.value for p in Precision])]
-    if batches:
-        try:
-            cfg.batches = [int(b) for b in _csv_list(batches, "batch")]
-        except ValueError:
-            raise NinExportError(f"bad --batch '{batches}': give batch sizes like 1,8,32") from None
-        if min(cfg.batches) < 1:
-            raise NinExportError(f"bad --batch '{batches}': batch sizes must be positive")
-    t = TimingOptions()
-    cfg.timing = TimingOptions(warmup_ms if warmup_ms is not None else t.warmup_ms, min_iters or t.min_iters,
-                               min_ms if min_ms is not None else t.min_ms)
-    if data is not None:
-        cfg.data = None if data.lower() == "none" else data
-    pair = cfg.pair()
-    cfg.weights = {n: w for (n, _), w in zip(pair, (weights, baseline_weights)) if w}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as bar:
+    cfg = _bench_config(**kw)
+    with _bar() as bar:
         task = bar.add_task("starting", total=None)
-
-        def on_row(msg: str, done: int, total: int) -> None:
-            bar.update(task, description=escape(msg), completed=done, total=total)
-
         try:
-            res = run_bench(cfg, progress=on_row)
+            res = run_bench(cfg, progress=lambda m, d, t: bar.update(task, description=escape(m), completed=d, total=t))
         except KeyboardInterrupt:
             bar.stop()
-            err_console.print(f"interrupted: the rows finished so far are in {Path(output_dir) / 'results.json'}")
+            err_console.print(escape(f"interrupted: the rows finished so far are in {Path(cfg.out_dir) / 'results.json'}"))
             sys.exit(130)
-        bar.update(task, description="done", completed=len(res["rows"]), total=len(res["rows"]))
     counts = {s: sum(r["status"] == s for r in res["rows"]) for s in ("ok", "failed", "skipped")}
-    console.print(f"{len(res['rows'])} rows: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped; "
-                  f"results {res['path']}")
+    console.print(
+        escape(
+            f"{len(res['rows'])} rows: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped; "
+            f"results {res['path']}"
+        )
+    )
     for r in res["rows"]:
         if r["status"] == "failed":
-            err_console.print(f"[red]failed[/] {r['model']} {r['backend']} {r['precision']} batch {r['batch']}: {escape(str(r['reason']))}")
+            err_console.print(
+                f"[red]failed[/] {r['model']} {r['backend']} {r['precision']} batch {r['batch']}: {escape(str(r['reason']))}"
+            )
     if report:
-        _print_report([res["path"]], str(Path(output_dir) / "report"))
+        _print_report([res["path"]], os.fspath(Path(cfg.out_dir) / "report"))
 
 
 def _print_report(paths: list[str], out_dir: str) -> None:
     from .report import render_report
 
     rep = render_report(paths, out_dir)
-    for h in rep["headline"]:
-        lat = ", ".join(f"{k} {v:.2f}x" for k, v in h["latency_ratio_batch1"].items() if v)
-        console.print(f"[bold]{h['machine']}[/]: {h['baseline']} / {h['model']}: params {h['params_ratio']:.2f}x, "
-                      f"FP32 weights {h['fp32_weight_ratio']:.2f}x, MACs {h['macs_ratio']:.2f}x; batch-1 median latency {lat or '-'}")
-    console.print(f"report {rep['markdown']}; CSV {rep['csv']}; plots {', '.join(p.name for p in rep['plots'])}")
+    _print_headlines(rep["headline"])
+    console.print(escape(f"report {rep['markdown']}; CSV {rep['csv']}; plots {', '.join(p.name for p in rep['plots'])}"))
 
 
 @cli.command("report")
@@ -482,28 +752,59 @@ def report_cmd(results: tuple[str, ...], output_dir: str) -> None:
 
 # --- train / eval --------------------------------------------------------------------------------
 
+
 @cli.command("train")
-@click.option("--model", "-m", default=None, help="Registered model (default nin-cifar10).")
-@click.option("--data", default="digits", show_default=True, metavar="SRC",
-              help="Image folder (one sub-directory per class), labelled .npz, or 'digits' (built in).")
-@click.option("--epochs", type=int, default=None, help="Epochs (default 10).")
-@click.option("--batch-size", type=int, default=None, help="Batch size (default 64).")
-@click.option("--optimizer", type=click.Choice([o.value for o in Optimizer]), default=None,
-              help="adamw (default) or sgd (momentum 0.9, Nesterov); both with a one-cycle schedule.")
-@click.option("--lr", type=float, default=None, help="Peak learning rate (default 1e-3 for adamw, 0.05 for sgd).")
-@click.option("--dropout", type=float, default=None,
-              help="Dropout while training (default 0, as timm's --drop; the paper's is 0.5). Exported graphs have none.")
-@click.option("--head-bias", type=float, default=None,
-              help="NiN only: initial bias of the last conv before global average pooling (default 1.0; 0 lets its "
-                   "ReLU close and the logits stay at 0).")
-@click.option("--device", default=None, help="auto (default: CUDA where PyTorch sees a GPU), cpu or cuda.")
-@click.option("--seed", type=int, default=None, help="Seed of the initialisation and the batch order (default 0).")
+@click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True, help="Registered model.")
+@click.option(
+    "--data",
+    default="digits",
+    show_default=True,
+    metavar="SRC",
+    help="Image folder (one sub-directory per class), labelled .npz, or 'digits' (built in).",
+)
+@click.option("--epochs", type=int, default=DEFAULT_EPOCHS, show_default=True, help="Most epochs (one-cycle schedule over them).")
+@click.option(
+    "--patience",
+    type=int,
+    default=DEFAULT_PATIENCE,
+    show_default=True,
+    help="Stop when validation top-1 has not improved for this many epochs, keeping the best (0: off).",
+)
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Batch size.")
+@click.option(
+    "--optimizer",
+    type=click.Choice([o.value for o in Optimizer]),
+    default=Optimizer.ADAMW.value,
+    show_default=True,
+    help="adamw or sgd (momentum 0.9, Nesterov); both with a one-cycle schedule.",
+)
+@click.option(
+    "--lr",
+    type=float,
+    default=None,
+    help=f"Peak learning rate (default {DEFAULT_LR[Optimizer.ADAMW]:g} for adamw, {DEFAULT_LR[Optimizer.SGD]:g} for sgd).",
+)
+@click.option(
+    "--dropout",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Dropout while training (as timm's --drop; the paper's is 0.5). Exported graphs have none.",
+)
+@click.option(
+    "--head-bias",
+    type=float,
+    default=None,
+    help=f"NiN only: initial bias of the last conv before global average pooling (default {HEAD_BIAS:g}; 0 lets its "
+    "ReLU close and the logits stay at 0).",
+)
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA where PyTorch sees a GPU), cpu or cuda.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation and the batch order.")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: torch's).")
 @click.option("--input-size", default=None, metavar="HxW", help="Input size (default: the model's).")
 @click.option("--in-channels", type=int, default=None, help="Input channels (default: the model's).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Checkpoint (default <model>.pt).")
-def train_cmd(model, data, epochs, batch_size, optimizer, lr, dropout, head_bias, device, seed, threads, input_size,
-              in_channels, output) -> None:
+def train_cmd(model: str, data: str, output: str | None, **kw: Any) -> None:
     """Train a model on labelled images; the checkpoint carries its model, classes, input size,
     normalization and accuracy. The data's fixed split keeps a test part that training never sees.
 
@@ -512,36 +813,42 @@ def train_cmd(model, data, epochs, batch_size, optimizer, lr, dropout, head_bias
       nin-export train --model nin-cifar10 --data digits -o nin.pt
       nin-export train --model nin-seed --data ~/flowers --input-size 96 --epochs 30 --dropout 0.5
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from .train import TrainOptions, train
 
-    model = model or "nin-cifar10"
-    opts = TrainOptions(threads=threads, input_size=input_size, in_channels=in_channels, lr=lr, head_bias=head_bias)
-    for key, val in (("epochs", epochs), ("batch_size", batch_size), ("optimizer", optimizer), ("dropout", dropout),
-                     ("device", device), ("seed", seed)):
-        if val is not None:
-            setattr(opts, key, val)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as bar:
+    opts = TrainOptions(**kw)
+    dest = output or f"{model}.pt"
+    with _bar() as bar:
         task = bar.add_task("training", total=None)
-        meta = train(model, data, output or f"{model}.pt", opts,
-                     progress=lambda m, d, t: bar.update(task, description=escape(m), completed=d, total=t),
-                     on_epoch=lambda h: bar.console.print(f"[dim]-[/] epoch {h['epoch']}/{h['epochs']}: loss "
-                                                          f"{h['train_loss']:.3f}, validation top-1 {h['val_top1']:.1%}"))
+        meta = train(
+            model,
+            data,
+            dest,
+            opts,
+            progress=lambda m, d, t: bar.update(task, description=escape(m), completed=d, total=t),
+            on_epoch=lambda h: bar.console.print(
+                f"[dim]-[/] epoch {h['epoch']}/{h['epochs']}: loss {h['train_loss']:.3f}, validation top-1 {h['val_top1']:.1%}"
+            ),
+        )
     acc = meta["accuracy"]
-    console.print(f"trained {model} on {meta['dataset']} ({meta['split']['train']} images, {len(meta['classes'])} classes) "
-                  f"in {meta['train_seconds']} s: validation top-1 {acc['val_top1']:.1%}, test top-1 {acc['test_top1']:.1%}"
-                  + (f", top-5 {acc['test_top5']:.1%}" if acc["test_top5"] is not None else ""))
-    console.print(f"wrote {output or f'{model}.pt'}")
+    kept = f", weights of epoch {meta['kept_epoch']}" if meta["kept_epoch"] != len(meta["history"]) else ""
+    console.print(
+        escape(
+            f"trained {model} on {meta['dataset']} ({meta['split']['train']} images, {len(meta['classes'])} classes) "
+            f"in {meta['train_seconds']} s, {len(meta['history'])} epochs{kept}: validation top-1 "
+            f"{acc['val_top1']:.1%}, test top-1 {acc['test_top1']:.1%}"
+            + (f", top-5 {acc['test_top5']:.1%}" if acc["test_top5"] is not None else "")
+        )
+    )
+    console.print(escape(f"wrote {dest}"))
 
 
 @cli.command("eval")
 @click.argument("artifact", type=click.Path(dir_okay=False))
 @click.option("--data", default="digits", show_default=True, metavar="SRC", help="Labelled images (same source as training).")
 @click.option("--model", "-m", default=None, help="Model name, when the artifact does not carry it.")
+@click.option("--runtime", default=None, help=f"Runtime (default: the first that runs this kind of file): {runtime_help()}.")
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N held-out images only.")
-def eval_cmd(artifact: str, data: str, model: str | None, limit: int | None) -> None:
+def eval_cmd(artifact: str, data: str, model: str | None, runtime: str | None, limit: int | None) -> None:
     """Top-1 (and top-5) accuracy of a checkpoint, an ONNX (FP32, FP16, INT8) or an engine, on the
     held-out part of the data's fixed split: the same images for every artifact.
 
@@ -550,24 +857,36 @@ def eval_cmd(artifact: str, data: str, model: str | None, limit: int | None) -> 
       nin-export eval nin.pt --data digits
       nin-export eval out/nin-cifar10.int8.onnx --data digits
     """
-    from .train import evaluate
+    from .evaluate import evaluate
 
-    r = evaluate(artifact, data, limit=limit, model=model)
-    console.print(f"{r.artifact} ({r.kind}): top-1 {r.top1:.2%}" + (f", top-5 {r.top5:.2%}" if r.top5 is not None else "")
-                  + f" on {r.samples} held-out images of {r.data}")
+    r = evaluate(artifact, data, limit=limit, model=model, runtime=runtime)
+    console.print(
+        escape(
+            f"{r.artifact} ({r.kind}, {r.runtime}): top-1 {r.top1:.2%}"
+            + (f", top-5 {r.top5:.2%}" if r.top5 is not None else "")
+            + f" on {r.samples} held-out images of {r.data}"
+        )
+    )
 
 
 # --- pipeline ------------------------------------------------------------------------------------
 
+
 @cli.command("pipeline")
-@click.option("--model", "-m", default=None, help="NiN variant (default nin-cifar10).")
+@click.option("--model", "-m", default=None, help=f"NiN variant (default {DEFAULT_MODEL}).")
 @click.option("--baseline", "-b", default=None, help="Model to compare with (default: the model's FC-headed twin).")
 @click.option("--data", default=None, metavar="SRC", help="Labelled images: training, calibration, evaluation (default digits).")
 @click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --model: skip its training.")
 @click.option("--baseline-weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --baseline.")
-@click.option("--epochs", type=int, default=None, help="Training epochs (default 10).")
-@click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
-              help="JSON or TOML file of pipeline settings (keys as in PipelineConfig); options given here win.")
+@click.option("--epochs", type=int, default=None, help=f"Most training epochs (default {DEFAULT_EPOCHS}).")
+@click.option(
+    "--config",
+    "config_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="JSON or TOML file of pipeline settings ([train], [quantize], [build], [bench] tables as in "
+    "PipelineConfig); options given here win.",
+)
 @click.option("-o", "--output-dir", default=None, help="Directory for every artifact and the report (default runs/default).")
 def pipeline_cmd(model, baseline, data, weights, baseline_weights, epochs, config_file, output_dir) -> None:
     """Everything for a NiN and its FC-headed twin: train (or take weights), export, simplify, FP16,
@@ -584,52 +903,26 @@ def pipeline_cmd(model, baseline, data, weights, baseline_weights, epochs, confi
     """
     from .pipeline import PipelineConfig, load_config, run_pipeline
 
-    cfg = PipelineConfig(**(load_config(config_file) if config_file else {}))
-    for key, val in (("model", model), ("baseline", baseline), ("data", data), ("epochs", epochs), ("out_dir", output_dir)):
+    cfg = load_config(config_file) if config_file else PipelineConfig()
+    for key, val in (("model", model), ("baseline", baseline), ("data", data), ("out_dir", output_dir)):
         if val is not None:
             setattr(cfg, key, val)
+    if epochs is not None:
+        cfg.train.epochs = epochs
     names = cfg.models()
     cfg.weights = dict(cfg.weights, **{n: w for n, w in zip(names, (weights, baseline_weights)) if w})
     summary = run_pipeline(cfg, progress=_progress)
-    table = Table(title=f"{names[0]} vs {names[1]}: accuracy of every artifact on held-out {cfg.data}")
+    table = Table(title=f"{names[0]} vs {names[1]}: accuracy of every artifact on held-out {escape(cfg.data)}")
     for col in ("model", "artifact", "top-1", "size"):
         table.add_column(col, justify="right" if col in ("top-1", "size") else "left", no_wrap=True)
     for m, info in summary["models"].items():
         for label, path in info["artifacts"].items():
             r = info["accuracy"].get(label) or {}
-            top1 = f"{r['top1']:.1%}" if "top1" in r else "-"
-            table.add_row(m, label, top1, _fmt_bytes(Path(path).stat().st_size))
+            table.add_row(m, label, f"{r['top1']:.1%}" if "top1" in r else "-", fmt_bytes(Path(path).stat().st_size))
     console.print(table)
-    for h in summary["headline"]:
-        lat = ", ".join(f"{k} {v:.2f}x" for k, v in h["latency_ratio_batch1"].items() if v)
-        console.print(f"[bold]{h['baseline']} / {h['model']}[/]: params {h['params_ratio']:.2f}x, FP32 weights "
-                      f"{h['fp32_weight_ratio']:.2f}x, MACs {h['macs_ratio']:.2f}x; batch-1 median latency {lat or '-'}")
+    _print_headlines(summary["headline"], with_machine=False)
     console.print(f"ran {len(summary['ran'])} steps, skipped {len(summary['skipped'])} up to date")
-    console.print(f"report: {summary['report']}")
-
-
-def _inspect_engine(path: str) -> None:
-    from .trt.inspect import describe_engine
-
-    side, live, why = describe_engine(path)
-    console.print(f"[bold]{path}[/]  {_fmt_bytes(side['bytes'])}, {side['flavour']} {side['trt_version']}, {side['precision']} "
-                  f"({side['precision_path']})")
-    console.print("  targets: " + (", ".join(side["targets"]) if side["targets"] else f"{(side.get('gpu') or {}).get('name')}"
-                  f" (compute capability {(side.get('gpu') or {}).get('compute_capability')})"))
-    for io in side["io"]:
-        console.print(escape(f"  {io['mode']:6} {io['name']}: {io['dtype']} [{', '.join(map(str, io['shape']))}]"))
-    for name, p in side["profiles"][0].items():
-        console.print(f"  profile {name}: min {'x'.join(map(str, p['min']))}, opt {'x'.join(map(str, p['opt']))}, "
-                      f"max {'x'.join(map(str, p['max']))}")
-    src = side["source_onnx"]
-    console.print(f"  from {src['file']} (sha256 {src['sha256'][:16]}...), built {side['created']} in {side['build_seconds']} s "
-                  f"by {side['producer']}")
-    if live is None:
-        console.print(f"  [dim]engine not loaded: {escape(why)}[/]")
-        return
-    console.print(f"  device memory {_fmt_bytes(live['device_memory_bytes'])}; {live['num_layers']} layers")
-    for layer in live["layers"]:
-        console.print(escape(f"    {layer}"))
+    console.print(escape(f"report: {summary['report']}"))
 
 
 def main() -> None:

@@ -57,18 +57,10 @@ class Preprocess:
     crop_pct: float = 1.0
 
     @classmethod
-    def from_metadata(cls, meta: dict[str, Any]) -> "Preprocess":
-        missing = [k for k in ("input_size", "in_channels", "mean", "std") if k not in meta]
-        if missing:
-            raise DataError(f"the ONNX carries no preprocessing metadata ({', '.join(missing)} missing): "
-                            f"export it with 'nin-export onnx', or give data already in model layout (.npy)")
-        return cls(tuple(meta["input_size"]), int(meta["in_channels"]), tuple(meta["mean"]), tuple(meta["std"]),
-                   float(meta.get("crop_pct", 1.0)))
-
-    @classmethod
     def for_spec(cls, spec: Any, in_channels: int, input_size: Sequence[int]) -> "Preprocess":
         """A registered model's preprocessing at the channels and size it was built with: the spec's
         per-channel mean/std, or their average repeated when the channel count differs."""
+
         def per_channel(v: tuple[float, ...]) -> tuple[float, ...]:
             return tuple(v) if in_channels == len(v) else (float(np.mean(v)),) * in_channels
 
@@ -118,8 +110,11 @@ class Samples:
 
     def notes(self) -> list[str]:
         out = [f"skipped {n} {why}" for why, n in self.skipped.items() if n]
-        out += [f"converted {n} images from {conv.replace('->', ' to ')} to match the model's channels"
-                for conv, n in self.converted.items() if n]
+        out += [
+            f"converted {n} images from {conv.replace('->', ' to ')} to match the model's channels"
+            for conv, n in self.converted.items()
+            if n
+        ]
         return out
 
 
@@ -218,8 +213,10 @@ class ArrayFile(DataSource):
         if arr.ndim == 3:
             arr = arr[None]
         if arr.ndim != 4 or tuple(arr.shape[1:]) != pre.shape:
-            raise DataError(f"array in '{path}' has shape {tuple(arr.shape)}, but the model takes (N, {', '.join(map(str, pre.shape))}) "
-                            f"in NCHW layout: transpose or resize it, or give a directory of images")
+            raise DataError(
+                f"array in '{path}' has shape {tuple(arr.shape)}, but the model takes (N, {', '.join(map(str, pre.shape))}) "
+                f"in NCHW layout: transpose or resize it, or give a directory of images"
+            )
         self.x, self.y = arr, labels
         self.classes = [str(i) for i in range(int(labels.max()) + 1)] if labels is not None and len(labels) else None
 
@@ -260,8 +257,11 @@ class Digits(DataSource):
         from PIL import Image
 
         idx = np.asarray(indices, np.int64)
-        x = np.stack([self.pre.image(Image.fromarray(self.images[i], "L")) for i in idx]) if len(idx) else \
-            np.zeros((0, *self.pre.shape), np.float32)
+        x = (
+            np.stack([self.pre.image(Image.fromarray(self.images[i], "L")) for i in idx])
+            if len(idx)
+            else np.zeros((0, *self.pre.shape), np.float32)
+        )
         return Samples(x, self.targets[idx])
 
 
@@ -283,8 +283,12 @@ class Synthetic(DataSource):
         full = rng.standard_normal((self.n, *self.pre.shape)).astype(np.float32) if self.n * np.prod(self.pre.shape) < 5e8 else None
         if full is not None:
             return Samples(full[np.asarray(indices, np.int64)], None)
-        return Samples(np.stack([np.random.default_rng(self.seed + int(i)).standard_normal(self.pre.shape).astype(np.float32)
-                                 for i in indices]), None)
+        return Samples(
+            np.stack(
+                [np.random.default_rng(self.seed + int(i)).standard_normal(self.pre.shape).astype(np.float32) for i in indices]
+            ),
+            None,
+        )
 
 
 def open_source(spec: str | os.PathLike, pre: Preprocess, allow_synthetic: bool = False) -> DataSource:
@@ -294,8 +298,10 @@ def open_source(spec: str | os.PathLike, pre: Preprocess, allow_synthetic: bool 
         return Digits(pre)
     if s == SYNTHETIC:
         if not allow_synthetic:
-            raise DataError("synthetic data makes accuracy figures meaningless: pass --synthetic to use it anyway, "
-                            "or give real images (a directory, a .npy/.npz, or 'digits')")
+            raise DataError(
+                "synthetic data makes accuracy figures meaningless: pass --synthetic to use it anyway, "
+                "or give real images (a directory, a .npy/.npz, or 'digits')"
+            )
         return Synthetic(pre)
     p = Path(s)
     if not p.exists():
@@ -303,10 +309,11 @@ def open_source(spec: str | os.PathLike, pre: Preprocess, allow_synthetic: bool 
     if p.is_dir():
         src = ImageFolder(p, pre)
         if not len(src):
-            raise DataError(f"no images in '{p}' (searched recursively for {', '.join(sorted(IMAGE_EXTENSIONS))}; "
-                            f"{src.not_images} other files skipped)")
+            raise DataError(
+                f"no images in '{p}' (searched recursively for {', '.join(sorted(IMAGE_EXTENSIONS))}; "
+                f"{src.not_images} other files skipped)"
+            )
         return src
     if p.suffix.lower() in (".npy", ".npz"):
         return ArrayFile(p, pre)
     raise DataError(f"'{p}' is neither a directory of images nor a .npy/.npz file")
-

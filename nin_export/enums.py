@@ -32,8 +32,11 @@ class CalibMethod(StrEnum):
         """The matching onnxruntime CalibrationMethod."""
         from onnxruntime.quantization import CalibrationMethod
 
-        return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                "percentile": CalibrationMethod.Percentile}[self.value]
+        return {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }[self.value]
 
 
 class Optimizer(StrEnum):

@@ -1,4 +1,4 @@
-"""The environment recorded with every result (DESIGN.md section 5): whatever is readable here."""
+"""The environment recorded with every result: CPU, GPU, driver, versions, TensorRT, Jetson; whatever is readable here."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from .gpu import gpu_info
 from .manifest import tool_versions
 
 __all__ = ["environment", "machine_name"]
@@ -38,16 +39,7 @@ def _run(cmd: list[str]) -> str | None:
 
 
 def _gpu() -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            p = torch.cuda.get_device_properties(0)
-            out = {"name": p.name, "compute_capability": f"{p.major}.{p.minor}", "memory_bytes": int(p.total_memory),
-                   "cuda_runtime": torch.version.cuda}
-    except Exception:  # noqa: BLE001  (a broken CUDA install must not stop a CPU benchmark)
-        pass
+    out: dict[str, Any] = gpu_info() or {}
     smi = _run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"])
     if smi:
         name, _, driver = smi.splitlines()[0].partition(",")
@@ -77,8 +69,7 @@ def _jetson() -> dict[str, Any] | None:
         out["nvpmodel"] = " ".join(q.split())
     clocks = _run(["jetson_clocks", "--show"])
     if clocks:
-        out["jetson_clocks"] = "MaxFreq" in clocks and "MinFreq" in clocks and bool(
-            re.search(r"MinFreq=(\d+).*MaxFreq=\1", clocks))
+        out["jetson_clocks"] = "MaxFreq" in clocks and "MinFreq" in clocks and bool(re.search(r"MinFreq=(\d+).*MaxFreq=\1", clocks))
     return out
 
 

@@ -15,6 +15,8 @@ __all__ = [
     "OutputPathError",
     "VerificationError",
     "BackendUnavailableError",
+    "FileFormatError",
+    "first_line",
 ]
 
 
@@ -49,3 +51,15 @@ class VerificationError(NinExportError):
 
 class BackendUnavailableError(NinExportError):
     """A backend (TensorRT, CUDA, ...) that is not installed or cannot run here."""
+
+
+class FileFormatError(NinExportError):
+    """A file nin-export reads (sidecar, calibration cache, results, pipeline state, config) with the wrong structure."""
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (at most ``limit`` characters), or its type name."""
+    for line in str(e).strip().splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(e).__name__

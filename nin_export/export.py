@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import inspect
+import logging
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator
 
 import onnx
 import torch
@@ -16,30 +20,91 @@ from torch import nn
 from . import __version__
 from ._io import atomic_path, ensure_dir, sha256_file
 from .data import Preprocess
-from .errors import InputSizeError, NinExportError, OnnxFileError, VerificationError
+from .enums import StrEnum
+from .errors import BackendUnavailableError, InputSizeError, NinExportError, OnnxFileError, VerificationError, first_line
 from .manifest import record_artifact
-from .onnx_utils import count_nodes, load_onnx, set_metadata
-from .runners import OrtRunner, TorchRunner
+from .meta import ModelMeta
+from .onnx_utils import count_nodes, load_onnx, opset_of, set_metadata
+from .runners.onnxrt import OrtRunner
+from .runners.torch_runner import TorchRunner
 from .summary import summarize
 from .verify import FP32_TOLERANCE, Agreement, Tolerance, compare, random_inputs
 
-__all__ = ["ExportOptions", "ExportResult", "export_model", "model_metadata", "verify_onnx", "INPUT_NAME", "OUTPUT_NAME"]
+__all__ = [
+    "Exporter",
+    "ExportOptions",
+    "ExportResult",
+    "export_model",
+    "model_metadata",
+    "verify_onnx",
+    "resolve_exporter",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "DEFAULT_OPSET",
+    "DYNAMO_OPSET",
+    "TORCHSCRIPT_OPSET",
+    "MIN_OPSET",
+]
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
-DEFAULT_OPSET = 17
+DYNAMO_OPSET = 18  # what torch.onnx's dynamo exporter writes natively; older opsets need its version converter
+TORCHSCRIPT_OPSET = 17  # the TorchScript exporter's default here, also on torch 2.3 (JetPack 6)
+DEFAULT_OPSET = None  # the chosen exporter's own: DYNAMO_OPSET or TORCHSCRIPT_OPSET
+MIN_OPSET = 11  # the oldest opset the TorchScript exporter writes for these models
 Progress = Callable[[str], None]
+
+
+class Exporter(StrEnum):
+    AUTO = "auto"  # dynamo where the installed torch does it well (2.6+ with onnxscript), else TorchScript
+    DYNAMO = "dynamo"  # torch.onnx.export(..., dynamo=True): torch.export + onnxscript
+    TORCHSCRIPT = "torchscript"  # the TorchScript-based exporter: torch 2.3 on JetPack 6, deprecated in today's torch
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return int(major), int(minor)
+
+
+def resolve_exporter(want: Exporter | str = Exporter.AUTO, opset: int | None = None) -> Exporter:
+    """AUTO: the dynamo exporter on torch 2.6+ with onnxscript installed, unless an opset older than the
+    one it writes natively is asked for; else TorchScript."""
+    want = Exporter(want)
+    has_dynamo = "dynamo" in inspect.signature(torch.onnx.export).parameters
+    dynamo_ok = has_dynamo and _torch_version() >= (2, 6) and importlib.util.find_spec("onnxscript") is not None
+    if want is Exporter.AUTO:
+        return Exporter.DYNAMO if dynamo_ok and (opset is None or opset >= DYNAMO_OPSET) else Exporter.TORCHSCRIPT
+    if want is Exporter.DYNAMO and not dynamo_ok:
+        raise BackendUnavailableError(
+            f"the dynamo exporter needs torch 2.6+ and onnxscript (torch {torch.__version__} here"
+            f"{'' if importlib.util.find_spec('onnxscript') else ', no onnxscript'}): "
+            f"pip install onnxscript, or use --exporter torchscript"
+        )
+    return want
 
 
 @dataclass
 class ExportOptions:
-    opset: int = DEFAULT_OPSET
+    opset: int | None = DEFAULT_OPSET  # None: the exporter's own (see effective_opset)
     batch: int | None = None  # None: dynamic batch
     dynamic_hw: bool = False  # NiN only: dynamic height and width too
     simplify: bool = True
+    exporter: Exporter = Exporter.AUTO
     tolerance: Tolerance = FP32_TOLERANCE
 
+    def resolved(self) -> tuple[Exporter, int]:
+        """The exporter that will run, and the opset it writes."""
+        exporter = resolve_exporter(self.exporter, self.opset)
+        return exporter, self.opset or (DYNAMO_OPSET if exporter is Exporter.DYNAMO else TORCHSCRIPT_OPSET)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"opset": self.opset, "batch": self.batch or "dynamic", "dynamic_hw": self.dynamic_hw, "simplify": self.simplify}
+        exporter, opset = self.resolved()
+        return {
+            "opset": opset,
+            "batch": self.batch or "dynamic",
+            "dynamic_hw": self.dynamic_hw,
+            "simplify": self.simplify,
+            "exporter": exporter.value,
+        }
 
 
 @dataclass
@@ -55,38 +120,41 @@ class ExportResult:
         return self.sim_path or self.onnx_path
 
 
-def model_metadata(model: nn.Module, name: str, weights: str | os.PathLike | None, batch: int | None, dynamic_hw: bool) -> dict[str, Any]:
+def model_metadata(
+    model: nn.Module, name: str, weights: str | os.PathLike | None, batch: int | None, dynamic_hw: bool
+) -> ModelMeta:
     """What a consumer of the ONNX needs: model, classes, input shape and layout, normalization, size."""
     spec = model.spec
     cfg = model.config
-    h, w = cfg["input_size"]
-    summ = summarize(model, (cfg["in_channels"], h, w))
-    pre = Preprocess.for_spec(spec, cfg["in_channels"], (h, w))
-    meta: dict[str, Any] = {
-        "model": name,
-        "num_classes": cfg["num_classes"],
-        "in_channels": cfg["in_channels"],
-        "input_size": [h, w],
-        "input_shape": [batch or "batch", cfg["in_channels"], "height" if dynamic_hw else h, "width" if dynamic_hw else w],
-        "layout": "NCHW",
-        "color": "RGB" if cfg["in_channels"] == 3 else ("gray" if cfg["in_channels"] == 1 else f"{cfg['in_channels']}ch"),
-        "pixel_range": "[0, 1] before normalization",
-        "mean": list(pre.mean),
-        "std": list(pre.std),
-        "crop_pct": pre.crop_pct,
-        "head": spec.head,
-        "params": summ.params,
-        "macs": summ.macs,
-        "weights": Path(weights).name if weights else "random-init",
-        "producer_tool": f"nin-export {__version__}",
-    }
-    if weights:
-        meta["weights_sha256"] = sha256_file(weights)
-    ck = getattr(model, "checkpoint_meta", {}) or {}
-    for key in ("classes", "accuracy", "dataset"):
-        if key in ck:
-            meta[key] = ck[key]
-    return meta
+    c, (h, w) = cfg["in_channels"], cfg["input_size"]
+    summ = summarize(model, (c, h, w))
+    pre = Preprocess.for_spec(spec, c, (h, w))
+    ck: ModelMeta = getattr(model, "checkpoint_meta", None) or ModelMeta()
+    return ModelMeta(
+        model=name,
+        num_classes=cfg["num_classes"],
+        in_channels=c,
+        input_size=(h, w),
+        fc_width=cfg.get("fc_width"),
+        mean=pre.mean,
+        std=pre.std,
+        crop_pct=pre.crop_pct,
+        head=spec.head,
+        classes=ck.classes,
+        dataset=ck.dataset,
+        accuracy=ck.accuracy,
+        weights=Path(weights).name if weights else "random-init",
+        weights_sha256=sha256_file(weights) if weights else None,
+        params=summ.params,
+        macs=summ.macs,
+        extra={
+            "input_shape": [batch or "batch", c, "height" if dynamic_hw else h, "width" if dynamic_hw else w],
+            "layout": "NCHW",
+            "color": "RGB" if c == 3 else ("gray" if c == 1 else f"{c}ch"),
+            "pixel_range": "[0, 1] before normalization",
+            "producer_tool": f"nin-export {__version__}",
+        },
+    )
 
 
 def _check_shape_options(model: nn.Module, name: str, opts: ExportOptions) -> None:
@@ -97,23 +165,62 @@ def _check_shape_options(model: nn.Module, name: str, opts: ExportOptions) -> No
             f"{name} has a fully connected head, so its input size is fixed at build time: drop --dynamic-hw, "
             f"or pick another size with --input-size"
         )
-    if not 7 <= opts.opset <= onnx.defs.onnx_opset_version():
-        raise NinExportError(f"--opset {opts.opset} is out of range: choose 11..{onnx.defs.onnx_opset_version()} (default {DEFAULT_OPSET})")
+    if opts.opset is not None and not MIN_OPSET <= opts.opset <= onnx.defs.onnx_opset_version():
+        raise NinExportError(
+            f"--opset {opts.opset} is out of range: choose {MIN_OPSET}..{onnx.defs.onnx_opset_version()} "
+            f"(default: {DYNAMO_OPSET} with the dynamo exporter, {TORCHSCRIPT_OPSET} with TorchScript)"
+        )
 
 
-def _torch_export(model: nn.Module, dest: Path, shape: tuple[int, ...], opts: ExportOptions) -> None:
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """The exporters log their own fallbacks (with tracebacks); what matters is raised or checked here."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _torch_export(
+    model: nn.Module, dest: Path, shape: tuple[int, ...], opts: ExportOptions, exporter: Exporter, opset: int
+) -> None:
     axes: dict[str, dict[int, str]] = {}
     if opts.batch is None:
         axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
     if opts.dynamic_hw:
         axes.setdefault(INPUT_NAME, {}).update({2: "height", 3: "width"})
-    kwargs: dict[str, Any] = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opts.opset,
-                                  dynamic_axes=axes or None, do_constant_folding=True)
-    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
-        kwargs["dynamo"] = False  # the TorchScript exporter: the same path on torch 2.3 (JetPack) and today
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(*shape),), os.fspath(dest), **kwargs)
+    kwargs: dict[str, Any] = dict(
+        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset, dynamic_axes=axes or None
+    )
+    if exporter is Exporter.DYNAMO:
+        kwargs.update(dynamo=True, external_data=False, optimize=True, verbose=False)
+    else:
+        kwargs["do_constant_folding"] = True
+        if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+            kwargs["dynamo"] = False
+    try:
+        with warnings.catch_warnings(), torch.no_grad(), _quiet_loggers("onnxscript", "torch.onnx", "torch.export"):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.zeros(*shape),), os.fspath(dest), **kwargs)
+    except NinExportError:
+        raise
+    except Exception as e:  # torch.export / onnxscript raise their own types
+        other = "torchscript" if exporter is Exporter.DYNAMO else "dynamo"
+        raise OnnxFileError(
+            f"the {exporter.value} exporter failed at opset {opset}: {first_line(e, 200)}; "
+            f"try --exporter {other} or another --opset"
+        ) from None
+    written = opset_of(onnx.load(os.fspath(dest), load_external_data=False))
+    if written != opset:  # the dynamo exporter keeps its own opset when its version converter fails
+        raise OnnxFileError(
+            f"the {exporter.value} exporter wrote opset {written}, not the {opset} asked for: "
+            f"use --opset {written}, or --exporter torchscript for opset {opset}"
+        )
 
 
 def verification_shapes(model: nn.Module, opts: ExportOptions) -> list[tuple[int, ...]]:
@@ -127,8 +234,9 @@ def verification_shapes(model: nn.Module, opts: ExportOptions) -> list[tuple[int
     return shapes
 
 
-def verify_onnx(model: nn.Module, onnx_path: str | os.PathLike, shapes: list[tuple[int, ...]], tol: Tolerance = FP32_TOLERANCE,
-                seed: int = 0) -> Agreement:
+def verify_onnx(
+    model: nn.Module, onnx_path: str | os.PathLike, shapes: list[tuple[int, ...]], tol: Tolerance = FP32_TOLERANCE, seed: int = 0
+) -> Agreement:
     """Run PyTorch and onnxruntime on the same random inputs and compare."""
     xs = random_inputs(shapes, seed)
     with TorchRunner(model) as ref, OrtRunner(onnx_path) as ort_run:
@@ -144,12 +252,36 @@ def _save_checked(proto: onnx.ModelProto, dest: Path, model: nn.Module, shapes, 
         load_onnx(tmp, check=True)
         agreement = verify_onnx(model, tmp, shapes, tol)
         if not agreement.passed:
-            raise VerificationError(f"{what} disagrees with PyTorch: {agreement.describe()} (tolerance: {tol.describe()}); nothing written")
+            raise VerificationError(
+                f"{what} disagrees with PyTorch: {agreement.describe()} (tolerance: {tol.describe()}); nothing written"
+            )
     return agreement
 
 
-def export_model(model: nn.Module, out_dir: str | os.PathLike, name: str | None = None, *, weights: str | os.PathLike | None = None,
-                 options: ExportOptions | None = None, progress: Progress | None = None) -> ExportResult:
+def _simplify(proto: onnx.ModelProto, meta: dict[str, Any], what: str) -> onnx.ModelProto:
+    import onnxsim  # lazy: its C++ core loads only when a graph is simplified
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            simplified, ok = onnxsim.simplify(proto)
+    except Exception as e:  # onnxsim raises plain RuntimeErrors from its C++ core
+        raise OnnxFileError(f"onnxsim could not simplify {what}: {first_line(e, 200)}; use --no-simplify") from None
+    if not ok:
+        raise VerificationError(f"onnxsim's own check of {what} failed; use --no-simplify")
+    set_metadata(simplified, meta)
+    return simplified
+
+
+def export_model(
+    model: nn.Module,
+    out_dir: str | os.PathLike,
+    name: str | None = None,
+    *,
+    weights: str | os.PathLike | None = None,
+    options: ExportOptions | None = None,
+    progress: Progress | None = None,
+) -> ExportResult:
     """Export ``model`` (built by ``create_model``/``build_model``) to ``out_dir/<name>.onnx`` and
     ``<name>.sim.onnx``; verify both against PyTorch; embed metadata; record both in the manifest."""
     opts = options or ExportOptions()
@@ -159,46 +291,54 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, name: str | None 
     out = ensure_dir(out_dir)
     model = model.eval()
     shapes = verification_shapes(model, opts)
-    meta = model_metadata(model, model.spec.name, weights, opts.batch, opts.dynamic_hw)
-    c = model.config["in_channels"]
-    h, w = model.config["input_size"]
-
-    onnx_path = out / f"{name}.onnx"
-    say(f"exporting {name} to ONNX (opset {opts.opset})")
-    with atomic_path(onnx_path, suffix=".onnx") as raw:
-        _torch_export(model, raw, (opts.batch or 1, c, h, w), opts)
+    meta = model_metadata(model, model.spec.name, weights, opts.batch, opts.dynamic_hw).to_dict()
+    exporter, opset = opts.resolved()
+    c, (h, w) = model.config["in_channels"], model.config["input_size"]
+    onnx_path, sim_path = out / f"{name}.onnx", out / f"{name}.sim.onnx"
+    say(f"exporting {name} to ONNX (opset {opset}, {exporter.value} exporter)")
+    with tempfile.TemporaryDirectory(prefix=".nin-export-", dir=out) as tmp:
+        raw = Path(tmp) / "raw.onnx"  # never renamed onto onnx_path: only the checked proto is written there
+        _torch_export(model, raw, (opts.batch or 1, c, h, w), opts, exporter, opset)
         proto = onnx.load(os.fspath(raw))
     set_metadata(proto, meta)
+    simplified = None
+    if opts.simplify:  # before anything is written: a failure here leaves the previous files as they were
+        say("simplifying with onnxsim")
+        simplified = _simplify(proto, meta, onnx_path.name)
     say("verifying ONNX against PyTorch")
     agree = _save_checked(proto, onnx_path, model, shapes, opts.tolerance, onnx_path.name)
-    nodes = count_nodes(proto)
-    result = ExportResult(onnx_path, None, nodes, None, {onnx_path.name: agree})
-    options = dict(opts.to_dict(), model=model.spec.name, weights=meta["weights"], input_size=[h, w],
-                   num_classes=meta["num_classes"], in_channels=c)
-    record_artifact(onnx_path, kind="onnx", parent=weights, precision="fp32", options=options,
-                    verification=agree.to_dict(), extra={"nodes": nodes, "params": meta["params"], "macs": meta["macs"]})
-    if not opts.simplify:
+    result = ExportResult(onnx_path, None, count_nodes(proto), None, {onnx_path.name: agree})
+    options = dict(
+        opts.to_dict(),
+        model=model.spec.name,
+        weights=meta["weights"],
+        input_size=[h, w],
+        num_classes=meta["num_classes"],
+        in_channels=c,
+    )
+    extra = {"params": meta["params"], "macs": meta["macs"]}
+    record_artifact(
+        onnx_path,
+        kind="onnx",
+        parent=weights,
+        precision="fp32",
+        options=options,
+        verification=agree.to_dict(),
+        extra={"nodes": result.nodes, **extra},
+    )
+    if simplified is None:
         return result
-
-    import onnxsim
-
-    say("simplifying with onnxsim")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            simplified, ok = onnxsim.simplify(proto)
-    except Exception as e:  # onnxsim raises plain RuntimeErrors from its C++ core
-        raise OnnxFileError(f"onnxsim could not simplify {onnx_path.name}: {str(e).strip().splitlines()[0][:200]}; "
-                            f"use --no-simplify") from None
-    if not ok:
-        raise VerificationError(f"onnxsim's own check of {onnx_path.name} failed; use --no-simplify")
-    set_metadata(simplified, meta)
-    sim_path = out / f"{name}.sim.onnx"
     say("verifying simplified ONNX against PyTorch")
     sim_agree = _save_checked(simplified, sim_path, model, shapes, opts.tolerance, sim_path.name)
     result.sim_path, result.sim_nodes = sim_path, count_nodes(simplified)
     result.verification[sim_path.name] = sim_agree
-    record_artifact(sim_path, kind="onnx-simplified", parent=onnx_path, precision="fp32", options=options,
-                    verification=sim_agree.to_dict(),
-                    extra={"nodes": result.sim_nodes, "nodes_before": nodes, "params": meta["params"], "macs": meta["macs"]})
+    record_artifact(
+        sim_path,
+        kind="onnx-simplified",
+        parent=onnx_path,
+        precision="fp32",
+        options=options,
+        verification=sim_agree.to_dict(),
+        extra={"nodes": result.sim_nodes, "nodes_before": result.nodes, **extra},
+    )
     return result

@@ -41,9 +41,16 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     return {"version": MANIFEST_VERSION, "artifacts": {}}
 
 
-def record_artifact(path: str | os.PathLike, *, kind: str, parent: str | os.PathLike | None, precision: str,
-                    options: dict[str, Any] | None = None, verification: dict[str, Any] | None = None,
-                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def record_artifact(
+    path: str | os.PathLike,
+    *,
+    kind: str,
+    parent: str | os.PathLike | None,
+    precision: str,
+    options: dict[str, Any] | None = None,
+    verification: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Add or replace the entry for ``path`` in the manifest of its directory (atomically)."""
     path = Path(path)
     entry: dict[str, Any] = {

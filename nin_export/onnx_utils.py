@@ -12,12 +12,31 @@ from typing import Any
 import onnx
 from onnx import TensorProto
 
-from .errors import OnnxFileError
+from .enums import Precision
+from .errors import OnnxFileError, first_line
 
-__all__ = ["toposort", "load_onnx", "read_metadata", "set_metadata", "OnnxInfo", "describe_onnx", "count_nodes", "QUANT_OPS"]
+__all__ = [
+    "toposort",
+    "load_onnx",
+    "read_metadata",
+    "set_metadata",
+    "OnnxInfo",
+    "describe_onnx",
+    "count_nodes",
+    "QUANT_OPS",
+    "graph_precision",
+    "opset_of",
+]
 
-QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "DynamicQuantizeLinear",
-             "ConvInteger", "MatMulInteger"}
+QUANT_OPS = {
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "DynamicQuantizeLinear",
+    "ConvInteger",
+    "MatMulInteger",
+}
 
 
 def load_onnx(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
@@ -28,15 +47,31 @@ def load_onnx(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
     try:
         model = onnx.load(os.fspath(p))
     except Exception as e:  # protobuf DecodeError and friends
-        raise OnnxFileError(f"'{p}' is not a readable ONNX model ({type(e).__name__}); re-export it with 'nin-export onnx'") from None
+        raise OnnxFileError(
+            f"'{p}' is not a readable ONNX model ({type(e).__name__}); re-export it with 'nin-export onnx'"
+        ) from None
     if not model.graph.node:
         raise OnnxFileError(f"'{p}' holds no ONNX graph; re-export it with 'nin-export onnx'")
     if check:
         try:
             onnx.checker.check_model(model)
         except onnx.checker.ValidationError as e:
-            raise OnnxFileError(f"'{p}' fails the ONNX checker: {str(e).strip().splitlines()[0][:200]}") from None
+            raise OnnxFileError(f"'{p}' fails the ONNX checker: {first_line(e, 200)}") from None
     return model
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    """The default-domain opset the graph is written in."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def graph_precision(model: onnx.ModelProto) -> Precision:
+    """Precision lives in the graph: Q/DQ (or other quantized ops) is INT8, float16 weights are FP16, else FP32."""
+    if any(n.op_type in QUANT_OPS for n in model.graph.node):
+        return Precision.INT8
+    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
+        return Precision.FP16
+    return Precision.FP32
 
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, Any]:
@@ -121,13 +156,24 @@ class OnnxInfo:
 
 def describe_onnx(path: str | os.PathLike) -> OnnxInfo:
     model = load_onnx(path, check=True)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    io = lambda vis: [{"name": v.name, "dtype": TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower(),  # noqa: E731
-                       "shape": _dims(v)} for v in vis]
+    opset = opset_of(model)
+    io = lambda vis: [
+        {
+            "name": v.name,
+            "dtype": TensorProto.DataType.Name(v.type.tensor_type.elem_type).lower(),  # noqa: E731
+            "shape": _dims(v),
+        }
+        for v in vis
+    ]
     hist = Counter(n.op_type for n in model.graph.node)
     return OnnxInfo(
-        path=os.fspath(path), bytes=Path(path).stat().st_size, opset=opset,
+        path=os.fspath(path),
+        bytes=Path(path).stat().st_size,
+        opset=opset,
         producer=f"{model.producer_name} {model.producer_version}".strip(),
-        inputs=io(model.graph.input), outputs=io(model.graph.output),
-        op_histogram=dict(hist.most_common()), params=_param_count(model), metadata=read_metadata(model),
+        inputs=io(model.graph.input),
+        outputs=io(model.graph.output),
+        op_histogram=dict(hist.most_common()),
+        params=_param_count(model),
+        metadata=read_metadata(model),
     )

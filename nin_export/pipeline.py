@@ -13,28 +13,76 @@ import datetime as _dt
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from . import __version__
-from ._io import ensure_dir, sha256_file, write_json
-from .enums import Precision
+from ._io import ensure_dir, read_json, sha256_file, write_json
+from .bench import BenchConfig, run_bench
+from .config import load_settings
+from .enums import CalibMethod, Precision
 from .errors import NinExportError
+from .evaluate import evaluate
 from .export import ExportOptions, export_model
-from .manifest import record_artifact
-from .models import build_model, get_spec
-from .onnx_utils import load_onnx
-from .quantize import QuantizeOptions, quantize
+from .models import DEFAULT_MODEL, build_model, get_spec
+from .parse import batch_profile_for
+from .quantize import DEFAULT_CACHE_DIR, DEFAULT_CALIB_COUNT, DEFAULT_EVAL_COUNT, QuantizeOptions, quantize
+from .report import render_report
+from .timing import TimingOptions
+from .train import DEFAULT_EPOCHS, DEFAULT_PATIENCE, TrainOptions, train
+from .trt import BuildOptions, load_trt
+from .trt.builder import DEFAULT_WORKSPACE_MIB
+from .trt.convert import engine_from_onnx
 
-if TYPE_CHECKING:
-    from .trt import BuildOptions, BuildResult
+__all__ = [
+    "PipelineConfig",
+    "TrainSection",
+    "QuantizeSection",
+    "BuildSection",
+    "BenchSection",
+    "run_pipeline",
+    "load_config",
+    "STATE_NAME",
+]
 
-__all__ = ["PipelineConfig", "run_pipeline", "engine_from_onnx", "load_config"]
-
-DEFAULT_MODEL = "nin-cifar10"
 STATE_NAME = "pipeline-state.json"
 Say = Callable[[str], None]
+
+
+@dataclass
+class TrainSection:
+    epochs: int = DEFAULT_EPOCHS
+    patience: int | None = DEFAULT_PATIENCE  # stop on a validation plateau (None or 0: every epoch)
+    batch_size: int = 64
+    lr: float | None = None  # default: the optimizer's (train.DEFAULT_LR)
+    dropout: float | None = 0.0  # while training (train.TrainOptions.dropout)
+    seed: int = 0
+
+
+@dataclass
+class QuantizeSection:
+    calib_count: int = DEFAULT_CALIB_COUNT
+    calib_method: str = CalibMethod.MINMAX.value
+    calib_cache: str | None = DEFAULT_CACHE_DIR  # calibration range caches (see calibration/README.md); None: none
+    eval_count: int = DEFAULT_EVAL_COUNT  # held-out images for the check against FP32
+
+
+@dataclass
+class BuildSection:
+    engines: bool = True  # where a TensorRT is installed
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB
+    targets: list[str] = field(default_factory=list)  # TensorRT-RTX targets; default: the builder's
+
+
+@dataclass
+class BenchSection:
+    batches: list[int] = field(default_factory=lambda: [1, 8])  # the engine profile follows: parse.batch_profile_for
+    backends: list[str] | None = None  # runtimes (runtimes.RUNTIMES); default: every one
+    min_ms: float = 1000.0
+    min_iters: int = 10
+    warmup_ms: float = 200.0
 
 
 @dataclass
@@ -45,20 +93,12 @@ class PipelineConfig:
     weights: dict[str, str] = field(default_factory=dict)  # model -> checkpoint: skip training it
     model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> create_model options
     out_dir: str = "runs/default"
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float | None = None  # default: the optimizer's (train.DEFAULT_LR)
-    dropout: float | None = 0.0  # while training (train.TrainOptions.dropout)
-    calib_count: int = 300
-    calib_cache: str | None = "calibration"  # calibration range caches (see calibration/README.md); None: none
     eval_limit: int | None = None
-    engines: bool = True  # where a TensorRT is installed
-    bench_batches: list[int] = field(default_factory=lambda: [1, 8])
-    bench_backends: list[str] | None = None  # default: every installed backend
-    bench_min_ms: float = 1000.0
-    bench_min_iters: int = 10
-    bench_warmup_ms: float = 200.0
     threads: int | None = None
+    train: TrainSection = field(default_factory=TrainSection)
+    quantize: QuantizeSection = field(default_factory=QuantizeSection)
+    build: BuildSection = field(default_factory=BuildSection)
+    bench: BenchSection = field(default_factory=BenchSection)
 
     def models(self) -> list[str]:
         baseline = self.baseline or get_spec(self.model).twin
@@ -66,30 +106,27 @@ class PipelineConfig:
             raise NinExportError(f"{self.model} has no FC-headed twin: give --baseline")
         return [self.model, baseline]
 
+    def quantize_options(self, precision: Precision) -> QuantizeOptions:
+        q = self.quantize
+        try:
+            method = CalibMethod(q.calib_method)
+        except ValueError:
+            raise NinExportError(
+                f"config: quantize.calib_method '{q.calib_method}' is not one of {', '.join(m.value for m in CalibMethod)}"
+            ) from None
+        return QuantizeOptions(
+            precision,
+            calib_data=self.data,
+            calib_count=q.calib_count,
+            calib_method=method,
+            eval_count=q.eval_count,
+            cache_dir=q.calib_cache,
+        )
 
-def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """A JSON or TOML file of PipelineConfig fields."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise NinExportError(f"cannot read config '{p}': {e.strerror or e}") from None
-    try:
-        if p.suffix == ".toml":
-            import tomllib
 
-            data = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-    except ImportError:
-        raise NinExportError("TOML configs need Python 3.11+; write the config as JSON") from None
-    except ValueError as e:
-        raise NinExportError(f"config '{p}' is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
-    known = set(PipelineConfig.__dataclass_fields__)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise NinExportError(f"config '{p}' has unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return data
+def load_config(path: str | os.PathLike) -> PipelineConfig:
+    """A JSON or TOML file of PipelineConfig fields, with [train], [quantize], [build] and [bench] tables."""
+    return load_settings(PipelineConfig, path)
 
 
 _SHA_MEMO: dict[tuple[str, int, int], str] = {}
@@ -106,185 +143,220 @@ def _sha(path: str | os.PathLike) -> str:
 
 
 class _State:
-    """pipeline-state.json: per stage, its key, its outputs' sha256 and its result."""
+    """pipeline-state.json: per stage, its key, its outputs' sha256, its result and how long it took."""
 
     def __init__(self, out: Path, say: Say) -> None:
         self.path = out / STATE_NAME
         self.say = say
-        try:
-            self.data = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError):
-            self.data = {}
-        self.data.setdefault("stages", {})
+        self.data: dict[str, Any] = {"stages": {}}
+        if self.path.exists():
+            self.data = read_json(
+                self.path, "pipeline state", "delete it to start over (every step then runs again)", schema="pipeline-state"
+            )
         self.ran: list[str] = []
         self.skipped: list[str] = []
 
     def stage(self, name: str, key_parts: dict[str, Any], outputs: list[Path], fn: Callable[[], Any]) -> Any:
         key = hashlib.sha256(json.dumps({**key_parts, "nin-export": __version__}, sort_keys=True, default=str).encode()).hexdigest()
         prev = self.data["stages"].get(name)
-        if prev and prev.get("key") == key and all(
-                Path(o).is_file() and _sha(o) == prev["outputs"].get(str(o)) for o in outputs):
+        if prev and prev.get("key") == key and all(Path(o).is_file() and _sha(o) == prev["outputs"].get(str(o)) for o in outputs):
             self.say(f"{name}: up to date, skipped")
             self.skipped.append(name)
             return prev.get("result")
         self.say(f"{name}: running")
+        t0 = time.perf_counter()
         result = fn()
-        self.data["stages"][name] = {"key": key, "outputs": {str(o): _sha(o) for o in outputs if Path(o).is_file()},
-                                     "result": result,
-                                     "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        self.data["stages"][name] = {
+            "key": key,
+            "outputs": {str(o): _sha(o) for o in outputs if Path(o).is_file()},
+            "result": result,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
         write_json(self.path, self.data)
         self.ran.append(name)
         return result
 
 
+def _weights(cfg: PipelineConfig, state: _State, name: str, d: Path, say: Say) -> Path:
+    """Stage 1: the given checkpoint, or one trained here."""
+    if name in cfg.weights:
+        ckpt = Path(cfg.weights[name])
+        if not ckpt.is_file():
+            raise NinExportError(f"weights '{ckpt}' for {name} not found")
+        return ckpt
+    ckpt = d / f"{name}.pt"
+    kw = cfg.model_kwargs.get(name, {})
+    t = cfg.train
+    topts = TrainOptions(
+        epochs=t.epochs,
+        patience=t.patience,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        dropout=t.dropout,
+        seed=t.seed,
+        threads=cfg.threads,
+        input_size=kw.get("input_size"),
+        in_channels=kw.get("in_channels"),
+        fc_width=kw.get("fc_width"),
+    )
+
+    def epoch_line(h: dict[str, Any]) -> None:
+        say(f"{name}/train: epoch {h['epoch']}/{h['epochs']}, loss {h['train_loss']:.3f}, validation top-1 {h['val_top1']:.1%}")
+
+    state.stage(
+        f"{name}/train",
+        {"model": name, "kwargs": kw, "data": cfg.data, "train": topts.to_dict()},
+        [ckpt],
+        lambda: train(name, cfg.data, ckpt, topts, on_epoch=epoch_line)["accuracy"],
+    )
+    return ckpt
+
+
+def _graphs(cfg: PipelineConfig, state: _State, name: str, d: Path, ckpt: Path) -> dict[Precision, Path]:
+    """Stages 2 and 3: ONNX + onnxsim, then the FP16 and INT8 graphs."""
+    kw = cfg.model_kwargs.get(name, {})
+    onnx_path, sim_path = d / f"{name}.onnx", d / f"{name}.sim.onnx"
+
+    def do_export() -> dict[str, Any]:
+        res = export_model(build_model(name, ckpt, **kw), d, weights=ckpt, options=ExportOptions())
+        return {"nodes": res.nodes, "sim_nodes": res.sim_nodes}
+
+    state.stage(
+        f"{name}/onnx", {"weights": _sha(ckpt), "kwargs": kw, "export": ExportOptions().to_dict()}, [onnx_path, sim_path], do_export
+    )
+    graphs = {Precision.FP32: sim_path}
+    for prec in (Precision.FP16, Precision.INT8):
+        dest = d / f"{name}.{prec.value}.onnx"
+        qopts = cfg.quantize_options(prec)
+
+        def do_quant(qopts: QuantizeOptions = qopts, dest: Path = dest) -> dict[str, Any]:
+            r = quantize(sim_path, qopts, dest)
+            return {"agreement": r.agreement.to_dict(), "notes": r.notes, "cache": r.cache}
+
+        # to_dict() holds only the options this precision uses (calibration for INT8 only)
+        state.stage(f"{name}/{prec.value}", {"parent": _sha(sim_path), "options": qopts.to_dict()}, [dest], do_quant)
+        graphs[prec] = dest
+    return graphs
+
+
+def _engines(cfg: PipelineConfig, state: _State, name: str, d: Path, graphs: dict[Precision, Path], say: Say) -> dict[str, Path]:
+    """Stage 4: an engine per graph, with the profile the benchmark's batch sizes need."""
+    bopts = BuildOptions(
+        batch=batch_profile_for(cfg.bench.batches), workspace_mib=cfg.build.workspace_mib, targets=tuple(cfg.build.targets)
+    )
+    out: dict[str, Path] = {}
+    for prec, g in graphs.items():
+        eng = d / f"{name}.{prec.value}.engine"
+
+        def do_engine(g: Path = g, eng: Path = eng) -> dict[str, Any]:
+            r = engine_from_onnx(g, None, bopts, output=eng)
+            return {"bytes": r.info["bytes"], "flavour": r.info["flavour"], "targets": r.info["targets"]}
+
+        try:
+            state.stage(f"{name}/engine-{prec.value}", {"parent": _sha(g), "build": asdict(bopts)}, [eng], do_engine)
+            out[f"engine-{prec.value}"] = eng
+        except NinExportError as e:
+            say(f"{name}/engine-{prec.value}: failed: {e}")
+    return out
+
+
+def _accuracy(cfg: PipelineConfig, state: _State, name: str, artifacts: dict[str, Path]) -> dict[str, Any]:
+    """Stage 5: accuracy of every artifact, on the same held-out images."""
+    acc: dict[str, Any] = {}
+    for label, path in artifacts.items():
+
+        def do_eval(path: Path = path) -> dict[str, Any]:
+            try:
+                return evaluate(path, cfg.data, limit=cfg.eval_limit, model=name).to_dict()
+            except NinExportError as e:  # an engine with no GPU here, say
+                return {"artifact": path.name, "status": "not evaluated", "reason": str(e)}
+
+        acc[label] = state.stage(
+            f"{name}/eval-{label}", {"artifact": _sha(path), "data": cfg.data, "limit": cfg.eval_limit}, [], do_eval
+        )
+    return acc
+
+
+def _bench_and_report(
+    cfg: PipelineConfig,
+    state: _State,
+    out: Path,
+    ckpts: dict[str, str],
+    artifacts: dict[str, dict[str, str]],
+    accuracy: dict[str, Any],
+    say: Say,
+) -> dict[str, Any]:
+    """Stage 6: the benchmark of both models on the artifacts made above, then the report."""
+    b = cfg.bench
+    names = cfg.models()
+    bcfg = BenchConfig(
+        model=names[0],
+        baseline=names[1],
+        runtimes=b.backends,
+        batches=b.batches,
+        threads=cfg.threads,
+        timing=TimingOptions(b.warmup_ms, b.min_iters, b.min_ms),
+        out_dir=os.fspath(out / "bench"),
+        data=cfg.data,
+        weights=ckpts,
+        artifacts=artifacts,
+        eval_count=cfg.eval_limit or 200,
+        model_kwargs=cfg.model_kwargs,
+    )
+    results = out / "bench" / "results.json"
+    bench_key = {
+        "artifacts": {m: {k: _sha(Path(v)) for k, v in a.items()} for m, a in artifacts.items()},
+        "weights": {m: _sha(Path(c)) for m, c in ckpts.items()},
+        "config": bcfg.to_dict(),
+    }
+    state.stage(
+        "bench", bench_key, [results], lambda: run_bench(bcfg, progress=lambda m, dn, t: say(f"bench [{dn}/{t}] {m}")) and None
+    )
+    report_dir = out / "report"
+    return state.stage(
+        "report",
+        {"results": _sha(results), "accuracy": accuracy},
+        [report_dir / "report.md"],
+        lambda: {"headline": render_report([results], report_dir, accuracy=accuracy)["headline"]},
+    )
+
+
 def run_pipeline(cfg: PipelineConfig, progress: Say | None = None) -> dict[str, Any]:
     """Run (or skip, where fresh) every stage; return the summary (artifacts, accuracy, report, headline)."""
-    from .bench import BenchBackend, BenchConfig, TimingOptions, run_bench
-    from .report import render_report
-    from .train import TrainOptions, evaluate, train
-    from .trt import BuildOptions
-    from .trt._api import load_backend
-
     say = progress or (lambda _m: None)
+    names = cfg.models()
     out = ensure_dir(cfg.out_dir)
     state = _State(out, say)
     have_trt = False
-    if cfg.engines:
+    if cfg.build.engines:
         try:
-            load_backend()
+            load_trt()
             have_trt = True
         except NinExportError as e:
             say(f"engines skipped: {e}")
     summary: dict[str, Any] = {"out_dir": str(out), "models": {}, "data": cfg.data}
     bench_artifacts: dict[str, dict[str, str]] = {}
     ckpts: dict[str, str] = {}
-    for name in cfg.models():
-        kw = cfg.model_kwargs.get(name, {})
+    for name in names:
         d = ensure_dir(out / name)
-        # 1. weights
-        if name in cfg.weights:
-            ckpt = Path(cfg.weights[name])
-            if not ckpt.is_file():
-                raise NinExportError(f"weights '{ckpt}' for {name} not found")
-        else:
-            ckpt = d / f"{name}.pt"
-            topts = TrainOptions(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, dropout=cfg.dropout, threads=cfg.threads,
-                                 input_size=kw.get("input_size"), in_channels=kw.get("in_channels"), fc_width=kw.get("fc_width"))
-            state.stage(f"{name}/train", {"model": name, "kwargs": kw, "data": cfg.data, "train": topts.to_dict()}, [ckpt],
-                        lambda: train(name, cfg.data, ckpt, topts, on_epoch=lambda h, name=name: say(
-                            f"{name}/train: epoch {h['epoch']}/{h['epochs']}, loss {h['train_loss']:.3f}, "
-                            f"validation top-1 {h['val_top1']:.1%}"))["accuracy"])
-        ckpts[name] = str(ckpt)
-        # 2. ONNX
-        onnx_path, sim_path = d / f"{name}.onnx", d / f"{name}.sim.onnx"
-
-        def do_export(name=name, ckpt=ckpt, kw=kw, d=d):
-            model = build_model(name, ckpt, **kw)
-            res = export_model(model, d, weights=ckpt, options=ExportOptions())
-            return {"nodes": res.nodes, "sim_nodes": res.sim_nodes}
-
-        state.stage(f"{name}/onnx", {"weights": _sha(ckpt), "kwargs": kw, "export": ExportOptions().to_dict()},
-                    [onnx_path, sim_path], do_export)
-        graphs = {Precision.FP32: sim_path}
-        # 3. FP16 and INT8 graphs
-        for prec in (Precision.FP16, Precision.INT8):
-            dest = d / f"{name}.{prec.value}.onnx"
-            qopts = QuantizeOptions(prec, calib_data=cfg.data, calib_count=cfg.calib_count,
-                                    cache_dir=cfg.calib_cache)
-
-            def do_quant(qopts=qopts, dest=dest, sim_path=sim_path):
-                r = quantize(sim_path, qopts, dest, progress=lambda m: None)
-                return {"agreement": r.agreement.to_dict(), "notes": r.notes, "cache": r.cache}
-
-            # to_dict() holds only the options this precision uses (calibration for INT8 only)
-            state.stage(f"{name}/{prec.value}", {"parent": _sha(sim_path), "options": qopts.to_dict()}, [dest], do_quant)
-            graphs[prec] = dest
+        ckpt = _weights(cfg, state, name, d, say)
+        graphs = _graphs(cfg, state, name, d, ckpt)
         artifacts: dict[str, Path] = {"checkpoint": ckpt, **{f"onnx-{p.value}": g for p, g in graphs.items()}}
-        # 4. engines
         if have_trt:
-            bopts = BuildOptions(batch=(1, max(1, max(cfg.bench_batches) // 2), max(cfg.bench_batches)))
-            for prec, g in graphs.items():
-                eng = d / f"{name}.{prec.value}.engine"
-
-                def do_engine(g=g, eng=eng, bopts=bopts):
-                    r = engine_from_onnx(g, None, bopts, output=eng, progress=lambda m: None)
-                    return {"bytes": r.info["bytes"], "flavour": r.info["flavour"], "targets": r.info["targets"]}
-
-                try:
-                    state.stage(f"{name}/engine-{prec.value}", {"parent": _sha(g), "batch": list(bopts.batch)}, [eng], do_engine)
-                    artifacts[f"engine-{prec.value}"] = eng
-                except NinExportError as e:
-                    say(f"{name}/engine-{prec.value}: failed: {e}")
-        # 5. accuracy of every artifact, on the same held-out images
-        acc: dict[str, Any] = {}
-        for label, path in artifacts.items():
-            def do_eval(path=path, name=name):
-                try:
-                    return evaluate(path, cfg.data, limit=cfg.eval_limit, model=name).to_dict()
-                except NinExportError as e:  # an engine with no GPU here, say
-                    return {"artifact": path.name, "status": "not evaluated", "reason": str(e)}
-
-            acc[label] = state.stage(f"{name}/eval-{label}", {"artifact": _sha(path), "data": cfg.data, "limit": cfg.eval_limit},
-                                     [], do_eval)
+            artifacts.update(_engines(cfg, state, name, d, graphs, say))
+        acc = _accuracy(cfg, state, name, artifacts)
+        ckpts[name] = str(ckpt)
         summary["models"][name] = {"artifacts": {k: str(v) for k, v in artifacts.items()}, "accuracy": acc}
         bench_artifacts[name] = {k: str(v) for k, v in artifacts.items() if k != "checkpoint"}
-    # 6. benchmark and report
-    backends = [BenchBackend(b) for b in cfg.bench_backends] if cfg.bench_backends else None
-    bcfg = BenchConfig(model=cfg.models()[0], baseline=cfg.models()[1], backends=backends, batches=cfg.bench_batches,
-                       threads=cfg.threads, timing=TimingOptions(cfg.bench_warmup_ms, cfg.bench_min_iters, cfg.bench_min_ms),
-                       out_dir=os.fspath(out / "bench"), data=cfg.data, weights=ckpts, artifacts=bench_artifacts,
-                       eval_count=cfg.eval_limit or 200, model_kwargs=cfg.model_kwargs)
-    results = out / "bench" / "results.json"
-    bench_key = {"artifacts": {m: {k: _sha(Path(v)) for k, v in a.items()} for m, a in bench_artifacts.items()},
-                 "weights": {m: _sha(Path(c)) for m, c in ckpts.items()}, "config": bcfg.to_dict()}
-    def do_bench() -> None:
-        run_bench(bcfg, progress=lambda m, dn, t: say(f"bench [{dn}/{t}] {m}"))
-
-    state.stage("bench", bench_key, [results], do_bench)
-    report_dir = out / "report"
     accuracy = {m: v["accuracy"] for m, v in summary["models"].items()}
-    rep = state.stage("report", {"results": _sha(results), "accuracy": accuracy}, [report_dir / "report.md"],
-                      lambda: {"headline": render_report([results], report_dir, accuracy=accuracy)["headline"]})
-    summary.update(report=str(report_dir / "report.md"), headline=rep["headline"], ran=state.ran, skipped=state.skipped)
+    rep = _bench_and_report(cfg, state, out, ckpts, bench_artifacts, accuracy, say)
+    summary.update(
+        report=str(out / "report" / "report.md"),
+        headline=rep["headline"],
+        ran=state.ran,
+        skipped=state.skipped,
+        seconds={k: v.get("seconds") for k, v in state.data["stages"].items() if k in state.ran},
+    )
     write_json(out / "summary.json", summary)
     return summary
-
-
-def engine_from_onnx(onnx_path: str | os.PathLike, precision: Precision | None, options: "BuildOptions",
-                     calib_data: str | None = None, output: str | os.PathLike | None = None,
-                     progress: Callable[[str], None] | None = None) -> "BuildResult":
-    """Build an engine at ``precision`` from ``onnx_path``: an FP32 graph is first converted to an
-    FP16 graph or quantized to Q/DQ INT8 (checked and recorded like 'nin-export quantize'); a graph
-    already at the precision is built as it is. The result's notes say which path was taken."""
-    from .trt import build_engine
-    from .trt.builder import graph_precision
-
-    say = progress or (lambda _m: None)
-    src = Path(onnx_path)
-    gp = graph_precision(load_onnx(src))
-    notes: list[str] = []
-    steps: list[str] = []
-    if options.builder_fp16:
-        if precision not in (None, Precision.FP16):
-            raise NinExportError(f"--builder-fp16 builds FP16; it cannot be combined with --{precision.value}")
-        precision = None
-    if precision is not None and precision is not gp:
-        if gp is not Precision.FP32:
-            raise NinExportError(f"{src.name} is already an {gp.value.upper()} graph: build --{precision.value} from the FP32 ONNX "
-                                 f"(precision lives in the graph), or drop the flag to build it as {gp.value.upper()}")
-        if precision is not Precision.FP32:
-            q = quantize(src, QuantizeOptions(precision, calib_data=calib_data), progress=say)
-            a = q.agreement
-            notes += q.notes
-            steps.append(f"converted the graph first: {src.name} -> {q.path.name} (top-1 agreement {a.top1_agreement:.1%}, "
-                         f"cosine {a.cosine:.6f} on {a.n_samples} held-out images)")
-            src = q.path
-    res = build_engine(src, options, output, progress=say)
-    res.notes = notes + res.notes
-    res.steps = steps + res.steps
-    record_artifact(res.engine, kind="engine", parent=src, precision=res.info["precision"],
-                    options={"flavour": res.info["flavour"], "trt_version": res.info["trt_version"],
-                             "targets": res.info["targets"], "profiles": res.info["profiles"],
-                             "workspace_mib": res.info["workspace_mib"], "precision_path": res.info["precision_path"]},
-                    extra={"sidecar": res.sidecar.name, "build_seconds": res.info["build_seconds"]})
-    return res

@@ -9,33 +9,12 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from ._format import fmt_bytes
 from ._io import atomic_path, ensure_dir
-from .errors import NinExportError
+from .results import load_results
+from .summary import WEIGHT_BYTES_RULE
 
-__all__ = ["load_results", "render_report", "pair_ratios"]
-
-
-def load_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
-    from .bench import RESULT_SCHEMA
-    from .envinfo import machine_name
-
-    out = []
-    for p in paths:
-        p = Path(p)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise NinExportError(f"results file '{p}' not found: run 'nin-export bench' first") from None
-        except (OSError, json.JSONDecodeError) as e:
-            raise NinExportError(f"'{p}' is not readable JSON ({e}); give the results.json that 'nin-export bench' wrote") from None
-        if not isinstance(data, dict) or data.get("schema") != RESULT_SCHEMA:
-            raise NinExportError(f"'{p}' is not a nin-export benchmark result (schema {data.get('schema') if isinstance(data, dict) else None!r})")
-        data["machine"] = machine_name(data["environment"])
-        data["source"] = str(p)
-        out.append(data)
-    if not out:
-        raise NinExportError("no results files given")
-    return out
+__all__ = ["render_report", "pair_ratios", "headline"]
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -46,10 +25,7 @@ def _fmt(x: Any, kind: str = "") -> str:
     if x is None:
         return "-"
     if kind == "bytes":
-        for unit in ("B", "KiB", "MiB", "GiB"):
-            if abs(x) < 1024 or unit == "GiB":
-                return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
-            x /= 1024
+        return fmt_bytes(x, digits=1)
     if kind == "ratio":
         return f"{x:.2f}x"
     if kind == "int":
@@ -75,16 +51,24 @@ def pair_ratios(res: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         b = index[(baseline, backend, prec, batch)]
         la, lb = a["latency_ms"], b["latency_ms"]
-        out.append({
-            "backend": backend, "precision": prec, "batch": batch, "nin": a, "twin": b,
-            "latency_ratio": _ratio(lb["median"], la["median"]),
-            "throughput_ratio": _ratio(lb["images_per_s"], la["images_per_s"]),
-            "rss_ratio": _ratio(b["memory"]["peak_rss_bytes"], a["memory"]["peak_rss_bytes"]),
-            "rss_delta_ratio": _ratio(b["memory"]["peak_rss_bytes"] - b["memory"]["rss_before_load_bytes"],
-                                      a["memory"]["peak_rss_bytes"] - a["memory"]["rss_before_load_bytes"]),
-            "weight_ratio": _ratio(b["weight_bytes"], a["weight_bytes"]),
-            "artifact_ratio": _ratio((b["artifact"] or {}).get("bytes"), (a["artifact"] or {}).get("bytes")),
-        })
+        out.append(
+            {
+                "backend": backend,
+                "precision": prec,
+                "batch": batch,
+                "nin": a,
+                "twin": b,
+                "latency_ratio": _ratio(lb["median"], la["median"]),
+                "throughput_ratio": _ratio(lb["images_per_s"], la["images_per_s"]),
+                "rss_ratio": _ratio(b["memory"]["peak_rss_bytes"], a["memory"]["peak_rss_bytes"]),
+                "rss_delta_ratio": _ratio(
+                    b["memory"]["peak_rss_bytes"] - b["memory"]["rss_before_load_bytes"],
+                    a["memory"]["peak_rss_bytes"] - a["memory"]["rss_before_load_bytes"],
+                ),
+                "weight_ratio": _ratio(b["weight_bytes"], a["weight_bytes"]),
+                "artifact_ratio": _ratio((b["artifact"] or {}).get("bytes"), (a["artifact"] or {}).get("bytes")),
+            }
+        )
     return sorted(out, key=lambda e: (e["backend"], e["precision"], e["batch"]))
 
 
@@ -96,13 +80,26 @@ def _accuracy_table(accuracy: dict[str, dict[str, Any]]) -> list[str]:
             if not r or "top1" not in r:
                 lines.append(f"| {model} | {label} | - | - | {(r or {}).get('reason', 'not evaluated')} |")
                 continue
-            lines.append(f"| {model} | {label} (`{r['artifact']}`) | {_fmt(r['top1'], 'pct')} | {_fmt(r.get('top5'), 'pct')} | "
-                         f"{r['samples']} of {r['data']} |")
+            lines.append(
+                f"| {model} | {label} (`{r['artifact']}`) | {_fmt(r['top1'], 'pct')} | {_fmt(r.get('top5'), 'pct')} | "
+                f"{r['samples']} of {r['data']} |"
+            )
     return lines
 
 
-def _env_table(results: list[dict[str, Any]]) -> list[str]:
-    lines = ["| machine | CPU | cores | GPU | TensorRT | onnxruntime | torch | Jetson | results |", "|---|---|---:|---|---|---|---|---|---|"]
+def _relative(path: str, out: Path) -> str:
+    """``path`` as seen from the report's directory: no report names a machine's absolute paths."""
+    try:
+        return os.path.relpath(Path(path).resolve(), out.resolve())
+    except ValueError:  # another drive (Windows)
+        return Path(path).name
+
+
+def _env_table(results: list[dict[str, Any]], out: Path) -> list[str]:
+    lines = [
+        "| machine | CPU | cores | GPU | TensorRT | onnxruntime | torch | Jetson | results |",
+        "|---|---|---:|---|---|---|---|---|---|",
+    ]
     for res in results:
         e = res["environment"]
         gpu = e.get("gpu") or {}
@@ -111,8 +108,10 @@ def _env_table(results: list[dict[str, Any]]) -> list[str]:
         j = e.get("jetson")
         js = f"{j.get('model')}, nvpmodel {j.get('nvpmodel', '?')}, jetson_clocks {j.get('jetson_clocks', '?')}" if j else "-"
         v = e.get("versions", {})
-        lines.append(f"| {res['machine']} | {e.get('cpu')} | {e.get('cpu_cores')} | {gpu_s} | {trt} | {v.get('onnxruntime', '-')} | "
-                     f"{v.get('torch', '-')} | {js} | `{res['source']}` ({res['created']}) |")
+        lines.append(
+            f"| {res['machine']} | {e.get('cpu')} | {e.get('cpu_cores')} | {gpu_s} | {trt} | {v.get('onnxruntime', '-')} | "
+            f"{v.get('torch', '-')} | {js} | `{_relative(res['source'], out)}` ({res['created']}) |"
+        )
     return lines
 
 
@@ -125,39 +124,50 @@ def _models_table(res: dict[str, Any]) -> list[str]:
     keys += [(f"file {k}", ("artifact_bytes", k), "bytes") for k in art]
     acc_a = (a.get("reference") or {}).get("fp32_torch_accuracy")
     acc_b = (b.get("reference") or {}).get("fp32_torch_accuracy")
-    lines = [f"| | {model} | {baseline} | {baseline} / {model} |", "|---|---:|---:|---:|",
-             f"| weights | {a.get('weights', '-')} | {b.get('weights', '-')} | |"]
+    lines = [
+        f"| | {model} | {baseline} | {baseline} / {model} |",
+        "|---|---:|---:|---:|",
+        f"| weights | {a.get('weights', '-')} | {b.get('weights', '-')} | |",
+    ]
     for label, key, kind in keys:
         get = (lambda d, k=key: d.get(k)) if isinstance(key, str) else (lambda d, k=key: (d.get(k[0]) or {}).get(k[1]))
         va, vb = get(a), get(b)
         lines.append(f"| {label} | {_fmt(va, kind)} | {_fmt(vb, kind)} | {_fmt(_ratio(vb, va), 'ratio')} |")
     if acc_a is not None:
         ref = a.get("reference", {})
-        lines.append(f"| FP32 accuracy on {ref.get('samples')} held-out {ref.get('data')} | {_fmt(acc_a, 'pct')} | {_fmt(acc_b, 'pct')} | |")
+        lines.append(
+            f"| FP32 accuracy on {ref.get('samples')} held-out {ref.get('data')} | {_fmt(acc_a, 'pct')} | {_fmt(acc_b, 'pct')} | |"
+        )
     return lines
 
 
 def _side_by_side(res: dict[str, Any]) -> list[str]:
     model, baseline = res["config"]["model"], res["config"]["baseline"]
-    lines = [f"| backend | precision | batch | median ms {model} | {baseline} | ratio | img/s {model} | {baseline} | ratio | "
-             f"peak RSS {model} | {baseline} | ratio | p99 ms {model} | {baseline} | agreement {model} | {baseline} | "
-             f"accuracy {model} | {baseline} |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"| backend | precision | batch | median ms {model} | {baseline} | ratio | img/s {model} | {baseline} | ratio | "
+        f"peak RSS {model} | {baseline} | ratio | p99 ms {model} | {baseline} | agreement {model} | {baseline} | "
+        f"accuracy {model} | {baseline} |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for e in pair_ratios(res):
         a, b = e["nin"], e["twin"]
         qa, qb = a.get("quality") or {}, b.get("quality") or {}
         lines.append(
-            f"| {e['backend']} | {e['precision']} | {e['batch']} | {_fmt(a['latency_ms']['median'])} | {_fmt(b['latency_ms']['median'])} | "
-            f"{_fmt(e['latency_ratio'], 'ratio')} | {_fmt(a['latency_ms']['images_per_s'])} | {_fmt(b['latency_ms']['images_per_s'])} | "
+            f"| {e['backend']} | {e['precision']} | {e['batch']} | {_fmt(a['latency_ms']['median'])} | "
+            f"{_fmt(b['latency_ms']['median'])} | {_fmt(e['latency_ratio'], 'ratio')} | {_fmt(a['latency_ms']['images_per_s'])} | "
+            f"{_fmt(b['latency_ms']['images_per_s'])} | "
             f"{_fmt(e['throughput_ratio'], 'ratio')} | {_fmt(a['memory']['peak_rss_bytes'], 'bytes')} | "
             f"{_fmt(b['memory']['peak_rss_bytes'], 'bytes')} | {_fmt(e['rss_ratio'], 'ratio')} | {_fmt(a['latency_ms']['p99'])} | "
             f"{_fmt(b['latency_ms']['p99'])} | {_fmt(qa.get('top1_agreement'), 'pct')} | {_fmt(qb.get('top1_agreement'), 'pct')} | "
-            f"{_fmt(qa.get('accuracy'), 'pct')} | {_fmt(qb.get('accuracy'), 'pct')} |")
+            f"{_fmt(qa.get('accuracy'), 'pct')} | {_fmt(qb.get('accuracy'), 'pct')} |"
+        )
     return lines
 
 
-_DEVICE_MEMORY = (("gpu_peak_allocated_bytes", "peak GPU memory allocated by PyTorch"),
-                  ("engine_device_memory_bytes", "TensorRT engine device memory"))
+_DEVICE_MEMORY = (
+    ("gpu_peak_allocated_bytes", "peak GPU memory allocated by PyTorch"),
+    ("engine_device_memory_bytes", "TensorRT engine device memory"),
+)
 
 
 def _device_memory(res: dict[str, Any]) -> list[str]:
@@ -172,7 +182,12 @@ def _device_memory(res: dict[str, Any]) -> list[str]:
                 seen.setdefault((r["backend"], r["precision"], label), {})[r["model"]] = v
     if not seen:
         return []
-    lines = ["### Device memory", "", f"| backend | precision | figure | {model} | {baseline} | ratio |", "|---|---|---|---:|---:|---:|"]
+    lines = [
+        "### Device memory",
+        "",
+        f"| backend | precision | figure | {model} | {baseline} | ratio |",
+        "|---|---|---|---:|---:|---:|",
+    ]
     for (backend, prec, label), v in sorted(seen.items()):
         a, b = v.get(model), v.get(baseline)
         lines.append(f"| {backend} | {prec} | {label} | {_fmt(a, 'bytes')} | {_fmt(b, 'bytes')} | {_fmt(_ratio(b, a), 'ratio')} |")
@@ -197,11 +212,15 @@ def headline(res: dict[str, Any]) -> dict[str, Any]:
     median-latency and peak-RSS ratios of the first backend at batch 1."""
     model, baseline = res["config"]["model"], res["config"]["baseline"]
     a, b = res["models"][model], res["models"][baseline]
-    h: dict[str, Any] = {"model": model, "baseline": baseline, "machine": res["machine"],
-                         "params_ratio": _ratio(b["params"], a["params"]),
-                         "macs_ratio": _ratio(b["macs"], a["macs"]),
-                         "fp32_weight_ratio": _ratio(b["weight_bytes"]["fp32"], a["weight_bytes"]["fp32"]),
-                         "onnx_fp32_ratio": _ratio(b["artifact_bytes"].get("onnx-fp32"), a["artifact_bytes"].get("onnx-fp32"))}
+    h: dict[str, Any] = {
+        "model": model,
+        "baseline": baseline,
+        "machine": res["machine"],
+        "params_ratio": _ratio(b["params"], a["params"]),
+        "macs_ratio": _ratio(b["macs"], a["macs"]),
+        "fp32_weight_ratio": _ratio(b["weight_bytes"]["fp32"], a["weight_bytes"]["fp32"]),
+        "onnx_fp32_ratio": _ratio(b["artifact_bytes"].get("onnx-fp32"), a["artifact_bytes"].get("onnx-fp32")),
+    }
     pairs = [e for e in pair_ratios(res) if e["batch"] == min(res["config"]["batches"])]
     h["latency_ratio_batch1"] = {f"{e['backend']}/{e['precision']}": e["latency_ratio"] for e in pairs}
     h["rss_ratio_batch1"] = {f"{e['backend']}/{e['precision']}": e["rss_ratio"] for e in pairs}
@@ -214,69 +233,139 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _csv(results: list[dict[str, Any]], path: Path) -> None:
-    cols = ["machine", "model", "role", "backend", "device", "precision", "batch", "status", "reason", "params", "macs_per_image",
-            "weight_bytes", "artifact_bytes", "median_ms", "mean_ms", "min_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms",
-            "images_per_s", "iterations", "peak_rss_bytes", "rss_before_load_bytes", "engine_device_memory_bytes",
-            "gpu_peak_allocated_bytes", "top1_agreement", "cosine", "accuracy", "threads"]
+    cols = [
+        "machine",
+        "model",
+        "role",
+        "backend",
+        "device",
+        "precision",
+        "batch",
+        "status",
+        "reason",
+        "params",
+        "macs_per_image",
+        "weight_bytes",
+        "artifact_bytes",
+        "median_ms",
+        "mean_ms",
+        "min_ms",
+        "p90_ms",
+        "p95_ms",
+        "p99_ms",
+        "max_ms",
+        "images_per_s",
+        "iterations",
+        "peak_rss_bytes",
+        "rss_before_load_bytes",
+        "engine_device_memory_bytes",
+        "gpu_peak_allocated_bytes",
+        "top1_agreement",
+        "cosine",
+        "accuracy",
+        "threads",
+    ]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         for res in results:
             for r in res["rows"]:
                 lat, mem, q = r.get("latency_ms") or {}, r.get("memory") or {}, r.get("quality") or {}
-                w.writerow({"machine": res["machine"], **{k: r.get(k) for k in ("model", "role", "backend", "device", "precision",
-                            "batch", "status", "reason", "params", "macs_per_image", "weight_bytes", "threads")},
-                            "artifact_bytes": (r.get("artifact") or {}).get("bytes"),
-                            **{f"{k}_ms": lat.get(k) for k in ("median", "mean", "min", "p90", "p95", "p99", "max")},
-                            "images_per_s": lat.get("images_per_s"), "iterations": lat.get("iterations"),
-                            **{k: mem.get(k) for k in ("peak_rss_bytes", "rss_before_load_bytes", "engine_device_memory_bytes",
-                                                        "gpu_peak_allocated_bytes")},
-                            **{k: q.get(k) for k in ("top1_agreement", "cosine", "accuracy")}})
+                w.writerow(
+                    {
+                        "machine": res["machine"],
+                        **{
+                            k: r.get(k)
+                            for k in (
+                                "model",
+                                "role",
+                                "backend",
+                                "device",
+                                "precision",
+                                "batch",
+                                "status",
+                                "reason",
+                                "params",
+                                "macs_per_image",
+                                "weight_bytes",
+                                "threads",
+                            )
+                        },
+                        "artifact_bytes": (r.get("artifact") or {}).get("bytes"),
+                        **{f"{k}_ms": lat.get(k) for k in ("median", "mean", "min", "p90", "p95", "p99", "max")},
+                        "images_per_s": lat.get("images_per_s"),
+                        "iterations": lat.get("iterations"),
+                        **{
+                            k: mem.get(k)
+                            for k in (
+                                "peak_rss_bytes",
+                                "rss_before_load_bytes",
+                                "engine_device_memory_bytes",
+                                "gpu_peak_allocated_bytes",
+                            )
+                        },
+                        **{k: q.get(k) for k in ("top1_agreement", "cosine", "accuracy")},
+                    }
+                )
 
 
-def _plots(results: list[dict[str, Any]], out: Path) -> list[Path]:
-    import matplotlib
+def _pyplot():
+    import matplotlib  # lazy: plotting is the report's alone
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _latency_vs_batch(results: list[dict[str, Any]], out: Path) -> Path | None:
+    """One panel per backend x precision, one line per machine x model."""
     import matplotlib.ticker
 
-    written = []
-    # 1. latency vs batch, one panel per backend x precision, one line per machine x model
     panels = sorted({(r["backend"], r["precision"]) for res in results for r in _ok_rows(res)})
-    if panels:
-        cols = min(3, len(panels))
-        rows = (len(panels) + cols - 1) // cols
-        fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
-        for ax, (backend, prec) in zip(axes.flat, panels):
-            for res in results:
-                for model in (res["config"]["model"], res["config"]["baseline"]):
-                    pts = sorted((r["batch"], r["latency_ms"]["median"]) for r in _ok_rows(res)
-                                 if r["model"] == model and r["backend"] == backend and r["precision"] == prec)
-                    if pts:
-                        style = "-o" if res["models"][model]["head"] == "gap" else "--s"
-                        ax.plot(*zip(*pts), style, label=f"{model} ({res['machine']})" if len(results) > 1 else model)
-            batches = sorted({r["batch"] for res in results for r in _ok_rows(res)})
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_xticks(batches, [str(b) for b in batches])
-            ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            ax.set(title=f"{backend} {prec}", xlabel="batch", ylabel="median latency (ms)")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
-        for ax in list(axes.flat)[len(panels):]:
-            ax.axis("off")
-        fig.suptitle("Latency vs batch: NiN (solid) vs FC-headed twin (dashed)")
-        fig.tight_layout()
-        written.append(_save(fig, out / "latency_vs_batch.png"))
-    # 2. params and sizes, NiN vs twin
-    res = results[0]
+    if not panels:
+        return None
+    plt = _pyplot()
+    cols = min(3, len(panels))
+    fig, axes = plt.subplots(
+        (len(panels) + cols - 1) // cols, cols, figsize=(5 * cols, 3.8 * ((len(panels) + cols - 1) // cols)), squeeze=False
+    )
+    batches = sorted({r["batch"] for res in results for r in _ok_rows(res)})
+    for ax, (backend, prec) in zip(axes.flat, panels):
+        for res in results:
+            for model in (res["config"]["model"], res["config"]["baseline"]):
+                pts = sorted(
+                    (r["batch"], r["latency_ms"]["median"])
+                    for r in _ok_rows(res)
+                    if r["model"] == model and r["backend"] == backend and r["precision"] == prec
+                )
+                if pts:
+                    style = "-o" if res["models"][model]["head"] == "gap" else "--s"
+                    ax.plot(*zip(*pts), style, label=f"{model} ({res['machine']})" if len(results) > 1 else model)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set(title=f"{backend} {prec}", xlabel="batch", ylabel="median latency (ms)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle("Latency vs batch: NiN (solid) vs FC-headed twin (dashed)")
+    fig.tight_layout()
+    return _save(fig, out / "latency_vs_batch.png")
+
+
+def _size_bars(res: dict[str, Any], out: Path) -> Path:
+    """Parameters and file sizes, NiN vs twin, labelled with the ratio."""
+    plt = _pyplot()
     model, baseline = res["config"]["model"], res["config"]["baseline"]
     a, b = res["models"][model], res["models"][baseline]
-    labels = ["params (M)"] + [f"{k} (MiB)" for k in sorted(a.get("artifact_bytes", {})) if k in b.get("artifact_bytes", {})]
-    va = [a["params"] / 1e6] + [a["artifact_bytes"][k] / 2**20 for k in sorted(a["artifact_bytes"]) if k in b["artifact_bytes"]]
-    vb = [b["params"] / 1e6] + [b["artifact_bytes"][k] / 2**20 for k in sorted(a["artifact_bytes"]) if k in b["artifact_bytes"]]
+    keys = [k for k in sorted(a.get("artifact_bytes", {})) if k in b.get("artifact_bytes", {})]
+    labels = ["params (M)"] + [f"{k} (MiB)" for k in keys]
+    va = [a["params"] / 1e6] + [a["artifact_bytes"][k] / 2**20 for k in keys]
+    vb = [b["params"] / 1e6] + [b["artifact_bytes"][k] / 2**20 for k in keys]
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels)), 4))
     x = range(len(labels))
     ax.bar([i - 0.2 for i in x], va, 0.4, label=model)
@@ -287,77 +376,145 @@ def _plots(results: list[dict[str, Any]], out: Path) -> list[Path]:
     ax.set(ylabel="millions / MiB", title=f"Size: {model} vs {baseline} (label: twin / NiN)")
     ax.legend()
     fig.tight_layout()
-    written.append(_save(fig, out / "size_bars.png"))
-    # 3. memory vs latency
+    return _save(fig, out / "size_bars.png")
+
+
+def _memory_vs_latency(results: list[dict[str, Any]], out: Path) -> Path:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for res in results:
         for r in _ok_rows(res):
             marker = "o" if res["models"][r["model"]]["head"] == "gap" else "s"
-            ax.scatter(r["latency_ms"]["median"], r["memory"]["peak_rss_bytes"] / 2**20, marker=marker, alpha=0.7,
-                       label=f"{r['model']} {r['backend']} {r['precision']}")
+            ax.scatter(
+                r["latency_ms"]["median"],
+                r["memory"]["peak_rss_bytes"] / 2**20,
+                marker=marker,
+                alpha=0.7,
+                label=f"{r['model']} {r['backend']} {r['precision']}",
+            )
     handles, lbls = ax.get_legend_handles_labels()
     uniq = dict(zip(lbls, handles))
     ax.legend(uniq.values(), uniq.keys(), fontsize=6, ncol=2)
-    ax.set(xscale="log", xlabel="median latency (ms, every batch)", ylabel="peak RSS of the runner's process (MiB)",
-           title="Memory vs latency (circle: NiN, square: FC twin)")
+    ax.set(
+        xscale="log",
+        xlabel="median latency (ms, every batch)",
+        ylabel="peak RSS of the runner's process (MiB)",
+        title="Memory vs latency (circle: NiN, square: FC twin)",
+    )
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    written.append(_save(fig, out / "memory_vs_latency.png"))
-    # 4. accuracy vs latency (rows measured with labelled reference data)
-    pts = [(res, r) for res in results for r in _ok_rows(res) if (r.get("quality") or {}).get("accuracy") is not None
-           and r["batch"] == min(res["config"]["batches"])]
-    if pts:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for res, r in pts:
-            marker = "o" if res["models"][r["model"]]["head"] == "gap" else "s"
-            ax.scatter(r["latency_ms"]["median"], 100 * r["quality"]["accuracy"], marker=marker, s=50, alpha=0.8)
-            ax.annotate(f"{r['model']} {r['backend']} {r['precision']}", (r["latency_ms"]["median"], 100 * r["quality"]["accuracy"]),
-                        fontsize=6, xytext=(4, 2), textcoords="offset points")
-        ax.set(xscale="log", xlabel=f"median latency at batch {min(results[0]['config']['batches'])} (ms)",
-               ylabel="top-1 accuracy on held-out images (%)", title="Accuracy vs latency (circle: NiN, square: FC twin)")
-        ax.grid(True, alpha=0.3)
-        fig.tight_layout()
-        written.append(_save(fig, out / "accuracy_vs_latency.png"))
-    return written
+    return _save(fig, out / "memory_vs_latency.png")
+
+
+def _accuracy_vs_latency(results: list[dict[str, Any]], out: Path) -> Path | None:
+    """Rows measured with labelled reference data, at the smallest batch."""
+    pts = [
+        (res, r)
+        for res in results
+        for r in _ok_rows(res)
+        if (r.get("quality") or {}).get("accuracy") is not None and r["batch"] == min(res["config"]["batches"])
+    ]
+    if not pts:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for res, r in pts:
+        marker = "o" if res["models"][r["model"]]["head"] == "gap" else "s"
+        ax.scatter(r["latency_ms"]["median"], 100 * r["quality"]["accuracy"], marker=marker, s=50, alpha=0.8)
+        ax.annotate(
+            f"{r['model']} {r['backend']} {r['precision']}",
+            (r["latency_ms"]["median"], 100 * r["quality"]["accuracy"]),
+            fontsize=6,
+            xytext=(4, 2),
+            textcoords="offset points",
+        )
+    ax.set(
+        xscale="log",
+        xlabel=f"median latency at batch {min(results[0]['config']['batches'])} (ms)",
+        ylabel="top-1 accuracy on held-out images (%)",
+        title="Accuracy vs latency (circle: NiN, square: FC twin)",
+    )
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out / "accuracy_vs_latency.png")
+
+
+def _plots(results: list[dict[str, Any]], out: Path) -> list[Path]:
+    made = [
+        _latency_vs_batch(results, out),
+        _size_bars(results[0], out),
+        _memory_vs_latency(results, out),
+        _accuracy_vs_latency(results, out),
+    ]
+    return [p for p in made if p is not None]
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
-def render_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
-                  accuracy: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def render_report(
+    paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, accuracy: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Write report.md, results.csv and PNG plots into ``out_dir``; return their paths and the headline.
     ``accuracy`` (model -> artifact -> evaluation, from the pipeline) adds a table of accuracy per artifact."""
     results = load_results(paths)
     out = ensure_dir(out_dir)
-    md = ["# nin-export benchmark: NiN vs its FC-headed twin", "",
-          "Ratios are twin / NiN: above 1 the FC-headed twin is larger, slower or hungrier. Latencies are medians of "
-          "trtexec-style runs (warm-up by time, then at least N iterations and T ms); peak RSS is that of a fresh "
-          "process holding one runner.", "", "## Machines", "", *_env_table(results), ""]
+    md: list[str] = [
+        "# nin-export benchmark: NiN vs its FC-headed twin",
+        "",
+        "Ratios are twin / NiN: above 1 the FC-headed twin is larger, slower or hungrier. Latencies are medians of "
+        "trtexec-style runs (warm-up by time, then at least N iterations and T ms); peak RSS is that of a fresh "
+        "process holding one runner. The " + WEIGHT_BYTES_RULE + ".",
+        "",
+        "## Machines",
+        "",
+        *_env_table(results, out),
+        "",
+    ]
     heads = []
     for res in results:
         h = headline(res)
         heads.append(h)
         cfg = res["config"]
         t = cfg["timing"]
-        md += [f"## {res['machine']}: {cfg['model']} vs {cfg['baseline']}", "",
-               f"Backends {', '.join(cfg['backends'])}; precisions {', '.join(cfg['precisions'])}; batches "
-               f"{', '.join(map(str, cfg['batches']))}; threads {cfg['threads'] or 'default'}; warm-up {t['warmup_ms']:g} ms, "
-               f"at least {t['min_iters']} iterations and {t['min_ms']:g} ms per row.", "",
-               f"**Headline:** the twin has {_fmt(h['params_ratio'], 'ratio')} the parameters, {_fmt(h['fp32_weight_ratio'], 'ratio')} "
-               f"the FP32 weight bytes and {_fmt(h['macs_ratio'], 'ratio')} the MACs of {cfg['model']}.", "",
-               "### Model and artifacts", "", *_models_table(res), "",
-               "### Side by side (measured rows)", "", *_side_by_side(res), "", *_device_memory(res),
-               "### Not measured", "", *_not_measured(res), ""]
+        md += [
+            f"## {res['machine']}: {cfg['model']} vs {cfg['baseline']}",
+            "",
+            f"Backends {', '.join(cfg['backends'])}; precisions {', '.join(cfg['precisions'])}; batches "
+            f"{', '.join(map(str, cfg['batches']))}; threads {cfg['threads'] or 'default'}; warm-up {t['warmup_ms']:g} ms, "
+            f"at least {t['min_iters']} iterations and {t['min_ms']:g} ms per row.",
+            "",
+            f"**Headline:** the twin has {_fmt(h['params_ratio'], 'ratio')} the parameters, "
+            f"{_fmt(h['fp32_weight_ratio'], 'ratio')} the FP32 weight bytes and {_fmt(h['macs_ratio'], 'ratio')} "
+            f"the MACs of {cfg['model']}.",
+            "",
+            "### Model and artifacts",
+            "",
+            *_models_table(res),
+            "",
+            "### Side by side (measured rows)",
+            "",
+            *_side_by_side(res),
+            "",
+            *_device_memory(res),
+            "### Not measured",
+            "",
+            *_not_measured(res),
+            "",
+        ]
     if accuracy:
-        md += ["## Accuracy of every artifact", "", "Top-1 and top-5 on the held-out part of the data's fixed split "
-               "(the same images for every artifact).", "", *_accuracy_table(accuracy), ""]
+        md += [
+            "## Accuracy of every artifact",
+            "",
+            "Top-1 and top-5 on the held-out part of the data's fixed split (the same images for every artifact).",
+            "",
+            *_accuracy_table(accuracy),
+            "",
+        ]
     plots = _plots(results, out)
     md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     _write_text(out / "report.md", "\n".join(md))

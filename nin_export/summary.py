@@ -7,12 +7,33 @@ dropout are counted as zero.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+
 import torch
 from torch import nn
 
 from .enums import BYTES_PER_PARAM, Precision
 
-__all__ = ["Precision", "LayerInfo", "ModelSummary", "summarize", "BYTES_PER_PARAM"]
+__all__ = ["Precision", "LayerInfo", "ModelSummary", "summarize", "weight_bytes", "BYTES_PER_PARAM", "WEIGHT_BYTES_RULE"]
+
+WEIGHT_BYTES_RULE = (
+    "weight bytes count every parameter at its precision's width (FP32 4 bytes, FP16 2); at INT8, "
+    "conv and linear weights count 1 byte and biases 4 bytes, since biases stay float in the Q/DQ graph; "
+    "per-channel scales are not counted"
+)
+
+
+def _weight_bytes(params: int, biases: int, precision: Precision) -> int:
+    """The one rule (WEIGHT_BYTES_RULE)."""
+    if precision is Precision.INT8:
+        return (params - biases) * BYTES_PER_PARAM[Precision.INT8] + biases * BYTES_PER_PARAM[Precision.FP32]
+    return params * BYTES_PER_PARAM[precision]
+
+
+def weight_bytes(model: nn.Module, precision: Precision) -> int:
+    """Bytes of ``model``'s parameters at ``precision`` (WEIGHT_BYTES_RULE)."""
+    params = sum(p.numel() for p in model.parameters())
+    biases = sum(p.numel() for n, p in model.named_parameters() if n.endswith("bias"))
+    return _weight_bytes(params, biases, precision)
 
 
 @dataclass
@@ -22,6 +43,7 @@ class LayerInfo:
     output_shape: tuple[int, ...]
     params: int
     macs: int
+    biases: int = 0
 
 
 @dataclass
@@ -38,9 +60,13 @@ class ModelSummary:
     def macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
 
+    @property
+    def biases(self) -> int:
+        return sum(layer.biases for layer in self.layers)
+
     def weight_bytes(self) -> dict[str, int]:
-        """Bytes of weights at each precision (INT8 counts weights only: biases stay float32)."""
-        return {str(p): self.params * b for p, b in BYTES_PER_PARAM.items()}
+        """Bytes of weights at each precision (WEIGHT_BYTES_RULE)."""
+        return {str(p): _weight_bytes(self.params, self.biases, p) for p in Precision}
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -65,7 +91,9 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int]) -> ModelSumma
     def hook(name: str):
         def fn(m: nn.Module, _inp, out: torch.Tensor) -> None:
             params = sum(p.numel() for p in m.parameters(recurse=False))
-            layers.append(LayerInfo(name, type(m).__name__, tuple(out.shape[1:]), int(params), _macs(m, out)))
+            biases = sum(p.numel() for n, p in m.named_parameters(recurse=False) if n == "bias")
+            layers.append(LayerInfo(name, type(m).__name__, tuple(out.shape[1:]), int(params), _macs(m, out), int(biases)))
+
         return fn
 
     for name, m in model.named_modules():

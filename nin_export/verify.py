@@ -7,7 +7,18 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Agreement", "Tolerance", "compare", "random_inputs", "FP32_TOLERANCE"]
+from .enums import Precision
+
+__all__ = [
+    "Agreement",
+    "Tolerance",
+    "compare",
+    "random_inputs",
+    "FP32_TOLERANCE",
+    "TOLERANCES",
+    "ENGINE_FP32_TOLERANCE",
+    "tolerance_for",
+]
 
 
 @dataclass(frozen=True)
@@ -28,7 +39,21 @@ class Tolerance:
         return s
 
 
-FP32_TOLERANCE = Tolerance()
+FP32_TOLERANCE = Tolerance()  # an export, or onnxsim, against PyTorch
+# A converted graph against its FP32 parent: FP16 and INT8 change the logits, so they are judged by
+# direction (cosine) rather than by absolute error.
+TOLERANCES = {
+    Precision.FP32: FP32_TOLERANCE,
+    Precision.FP16: Tolerance(atol=float("inf"), rtol=0.0, min_cosine=0.999),
+    Precision.INT8: Tolerance(atol=float("inf"), rtol=0.0, min_cosine=0.95),
+}
+# An FP32 engine against onnxruntime: TensorRT's TF32 convolutions and tactic choices.
+ENGINE_FP32_TOLERANCE = Tolerance(atol=1e-3, rtol=1e-2)
+
+
+def tolerance_for(precision: Precision, engine: bool = False) -> Tolerance:
+    """The tolerance an artifact at ``precision`` is checked with against its parent."""
+    return ENGINE_FP32_TOLERANCE if engine and precision is Precision.FP32 else TOLERANCES[precision]
 
 
 @dataclass
@@ -46,8 +71,10 @@ class Agreement:
         return asdict(self)
 
     def describe(self) -> str:
-        return (f"max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}, top-1 agreement {self.top1_agreement:.1%}, "
-                f"cosine {self.cosine:.6f} over {self.n_samples} samples")
+        return (
+            f"max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}, top-1 agreement {self.top1_agreement:.1%}, "
+            f"cosine {self.cosine:.6f} over {self.n_samples} samples"
+        )
 
 
 def compare(refs: Iterable[np.ndarray], outs: Iterable[np.ndarray], tol: Tolerance = FP32_TOLERANCE) -> Agreement:

@@ -7,9 +7,10 @@ from importlib import resources
 import jsonschema
 import pytest
 
-from nin_export.bench import BenchBackend, BenchConfig, LatencyStats, TimingOptions, percentile, run_bench
+from nin_export.bench import BenchConfig, run_bench
 from nin_export.enums import Precision
 from nin_export.report import pair_ratios, render_report
+from nin_export.timing import LatencyStats, TimingOptions, percentile
 
 from .conftest import assert_one_line_error
 
@@ -19,9 +20,17 @@ TINY = TimingOptions(warmup_ms=10, min_iters=3, min_ms=20)
 @pytest.fixture(scope="module")
 def tiny_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    cfg = BenchConfig(model="nin-cifar10", backends=[BenchBackend.TORCH, BenchBackend.ORT, BenchBackend.TRT],
-                      precisions=[Precision.FP32, Precision.INT8], batches=[1, 2], timing=TINY, out_dir=str(out),
-                      eval_count=16, calib_count=16, model_kwargs={"fc-cifar10": {"fc_width": 64}})
+    cfg = BenchConfig(
+        model="nin-cifar10",
+        runtimes=["torch", "ort", "trt"],
+        precisions=[Precision.FP32, Precision.INT8],
+        batches=[1, 2],
+        timing=TINY,
+        out_dir=str(out),
+        eval_count=16,
+        calib_count=16,
+        model_kwargs={"fc-cifar10": {"fc_width": 64}},
+    )
     seen = []
     res = run_bench(cfg, progress=lambda m, d, t: seen.append((m, d, t)))
     return res, seen, out

@@ -14,8 +14,15 @@ def test_help_has_examples(cli_run):
 def test_models_lists_every_model_with_counts(cli_run):
     code, out, _ = cli_run("models")
     assert code == 0
-    for name, params in (("nin-cifar10", "966,986"), ("nin-imagenet", "7,595,176"), ("nin-seed", "2,015,398"),
-                         ("alexnet", "61,100,840"), ("fc-cifar10", ""), ("fc-imagenet", ""), ("fc-seed", "")):
+    for name, params in (
+        ("nin-cifar10", "966,986"),
+        ("nin-imagenet", "7,595,176"),
+        ("nin-seed", "2,015,398"),
+        ("alexnet", "61,100,840"),
+        ("fc-cifar10", ""),
+        ("fc-imagenet", ""),
+        ("fc-seed", ""),
+    ):
         assert name in out and params in out
 
 
@@ -35,8 +42,9 @@ def test_onnx_then_inspect(cli_run, tmp_path):
 
 def test_bad_inputs_are_one_line(cli_run, tmp_path):
     assert_one_line_error(*cli_run("onnx", "--model", "nin-cifar", "-o", tmp_path)[::2], "did you mean 'nin-cifar10'")
-    assert_one_line_error(*cli_run("onnx", "--model", "nin-imagenet", "--input-size", "32", "-o", tmp_path)[::2],
-                          "smallest it takes is 39x39")
+    assert_one_line_error(
+        *cli_run("onnx", "--model", "nin-imagenet", "--input-size", "32", "-o", tmp_path)[::2], "smallest it takes is 39x39"
+    )
     assert_one_line_error(*cli_run("onnx", "--weights", tmp_path / "missing.pt", "-o", tmp_path)[::2], "not found")
     (tmp_path / "corrupt.pt").write_bytes(b"\x00garbage")
     assert_one_line_error(*cli_run("onnx", "--weights", tmp_path / "corrupt.pt", "-o", tmp_path)[::2], "not a readable")

@@ -4,8 +4,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from nin_export.errors import InputSizeError, OutputPathError
-from nin_export.export import ExportOptions, export_model
+from nin_export.errors import InputSizeError, NinExportError, OnnxFileError, OutputPathError
+from nin_export.export import DYNAMO_OPSET, TORCHSCRIPT_OPSET, Exporter, ExportOptions, export_model, resolve_exporter
 from nin_export.manifest import read_manifest
 from nin_export.models import create_model
 from nin_export.onnx_utils import describe_onnx, read_metadata
@@ -27,10 +27,15 @@ def ort_run(path, x):
     return sess.run(None, {"input": x})[0]
 
 
+@pytest.mark.parametrize("exporter", [Exporter.DYNAMO, Exporter.TORCHSCRIPT])
 @pytest.mark.parametrize(("name", "kw"), CASES, ids=[c[0] for c in CASES])
-def test_export_simplify_verify_every_model(tmp_path, name, kw):
+def test_export_simplify_verify_every_model(tmp_path, name, kw, exporter):
+    """Both exporters, verified against PyTorch the same way."""
     model = create_model(name, **kw).eval()
-    res = export_model(model, tmp_path)
+    res = export_model(model, tmp_path, options=ExportOptions(exporter=exporter))
+    opset = DYNAMO_OPSET if exporter is Exporter.DYNAMO else TORCHSCRIPT_OPSET
+    assert describe_onnx(res.sim_path).opset == opset
+    assert read_manifest(tmp_path)["artifacts"][res.onnx_path.name]["options"]["exporter"] == exporter.value
     assert res.onnx_path.is_file() and res.sim_path.is_file()
     assert res.sim_nodes <= res.nodes
     assert all(a.passed and a.top1_agreement == 1.0 for a in res.verification.values())
@@ -57,8 +62,20 @@ def test_metadata_round_trip(cifar_export):
         assert meta["params"] == 966_986
         assert meta["producer_tool"].startswith("nin-export")
     info = describe_onnx(res.sim_path)
-    assert info.opset == 17 and info.inputs[0]["shape"] == ["batch", 3, 32, 32]
+    assert info.opset == (DYNAMO_OPSET if resolve_exporter() is Exporter.DYNAMO else TORCHSCRIPT_OPSET)
+    assert info.inputs[0]["shape"] == ["batch", 3, 32, 32]
     assert info.op_histogram["Conv"] == 9 and not info.quantized
+
+
+def test_exporter_choice_and_opsets(tmp_path):
+    assert resolve_exporter(Exporter.AUTO) is Exporter.DYNAMO  # torch 2.13 with onnxscript, as in CI
+    assert resolve_exporter(Exporter.AUTO, opset=13) is Exporter.TORCHSCRIPT  # older than dynamo's own opset
+    res = export_model(create_model("nin-cifar10"), tmp_path, options=ExportOptions(opset=13))
+    assert describe_onnx(res.sim_path).opset == 13
+    with pytest.raises(OnnxFileError, match="wrote opset 18, not the 13"):
+        export_model(create_model("nin-cifar10"), tmp_path / "d", options=ExportOptions(opset=13, exporter=Exporter.DYNAMO))
+    with pytest.raises(NinExportError, match="out of range"):
+        export_model(create_model("nin-cifar10"), tmp_path, options=ExportOptions(opset=5))
 
 
 def test_manifest_records_both_with_verification(cifar_export):

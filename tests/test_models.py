@@ -100,7 +100,7 @@ def test_checkpoint_meta_fills_options(tmp_path):
     torch.save({"state_dict": sd, "meta": {"model": "nin-cifar10", "num_classes": 100}}, tmp_path / "c100.pt")
     assert build_model("nin-cifar10", tmp_path / "c100.pt").config["num_classes"] == 100
     _, meta = load_checkpoint(tmp_path / "c100.pt")
-    assert meta["num_classes"] == 100
+    assert meta.num_classes == 100 and meta.model == "nin-cifar10"
 
 
 def test_weights_of_another_model_name_the_keys(tmp_path):

@@ -3,22 +3,28 @@
 import pytest
 
 from nin_export.errors import NinExportError
+from nin_export.evaluate import evaluate
 from nin_export.export import export_model
 from nin_export.models import build_model, load_checkpoint
-from nin_export.pipeline import PipelineConfig, run_pipeline
-from nin_export.train import TrainOptions, evaluate, train
+from nin_export.pipeline import BenchSection, PipelineConfig, QuantizeSection, TrainSection, run_pipeline
+from nin_export.train import TrainOptions, train
 
 from .conftest import assert_one_line_error
 
 TINY_KW = {"nin-cifar10": {"input_size": [16, 16]}, "fc-cifar10": {"input_size": [16, 16], "fc_width": 32}}
 
 
-def tiny(out, **kw):
-    base = dict(model="nin-cifar10", data="digits", model_kwargs=TINY_KW, out_dir=str(out), epochs=1, calib_count=16,
-                eval_limit=48, bench_batches=[1], bench_backends=["torch", "ort"], bench_min_ms=5, bench_min_iters=2,
-                bench_warmup_ms=5, calib_cache=str(out / "calibration"))
-    base.update(kw)
-    return PipelineConfig(**base)
+def tiny(out, calib_count=16):
+    return PipelineConfig(
+        model="nin-cifar10",
+        data="digits",
+        model_kwargs=TINY_KW,
+        out_dir=str(out),
+        eval_limit=48,
+        train=TrainSection(epochs=1),
+        quantize=QuantizeSection(calib_count=calib_count, calib_cache=str(out / "calibration")),
+        bench=BenchSection(batches=[1], backends=["torch", "ort"], min_ms=5, min_iters=2, warmup_ms=5),
+    )
 
 
 def test_train_checkpoint_carries_metadata_and_eval_agrees(tmp_path):
@@ -27,7 +33,7 @@ def test_train_checkpoint_carries_metadata_and_eval_agrees(tmp_path):
     assert meta["input_size"] == [16, 16] and meta["mean"] and 0 <= meta["accuracy"]["test_top1"] <= 1
     assert meta["split"]["test"] == 359
     _, m2 = load_checkpoint(tmp_path / "n.pt")
-    assert m2["accuracy"] == meta["accuracy"]
+    assert m2.accuracy == meta["accuracy"]
     ck = evaluate(tmp_path / "n.pt", "digits")
     assert ck.samples == 359 and ck.top1 == pytest.approx(meta["accuracy"]["test_top1"])
     res = export_model(build_model("nin-cifar10", tmp_path / "n.pt"), tmp_path)

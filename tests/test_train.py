@@ -21,7 +21,8 @@ def test_default_recipe_makes_nin_learn(tmp_path):
     losses = [h["train_loss"] for h in meta["history"]]
     assert losses[-1] < 1.0 < losses[0], losses  # left ln(10) = 2.30, the loss of all-zero logits
     assert meta["accuracy"]["test_top1"] > 0.6, meta["accuracy"]
-    sd, saved = load_checkpoint(tmp_path / "n.pt")
+    sd, record = load_checkpoint(tmp_path / "n.pt")
+    saved = record.to_dict()
     assert saved["options"]["optimizer"] == "adamw" and saved["options"]["lr"] == pytest.approx(1e-3)
     assert saved["head_bias"] == HEAD_BIAS and saved["dropout"] == 0.0 and saved["device"] == "cpu"
     model = create_model("nin-cifar10", input_size=16)
@@ -39,12 +40,15 @@ def test_head_bias_and_dropout_reach_the_model():
         create_model("fc-cifar10", head_bias=1.0)
 
 
-@pytest.mark.parametrize("options, match", [
-    (TrainOptions(optimizer="adam"), "unknown optimizer 'adam'"),
-    (TrainOptions(dropout=1.0), "--dropout must be in"),
-    (TrainOptions(lr=0.0), "must be positive"),
-    (TrainOptions(device="tpu"), "unknown device 'tpu'"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (TrainOptions(optimizer="adam"), "unknown optimizer 'adam'"),
+        (TrainOptions(dropout=1.0), "--dropout must be in"),
+        (TrainOptions(lr=0.0), "must be positive"),
+        (TrainOptions(device="tpu"), "unknown device 'tpu'"),
+    ],
+)
 def test_bad_recipe_values(tmp_path, options, match):
     with pytest.raises(NinExportError, match=match):
         train("nin-cifar10", "digits", tmp_path / "x.pt", options)
@@ -53,8 +57,9 @@ def test_bad_recipe_values(tmp_path, options, match):
 
 def test_train_cli_bad_recipe_is_one_line(cli_run, tmp_path):
     out = tmp_path / "x.pt"
-    assert_one_line_error(*cli_run("train", "--model", "fc-cifar10", "--head-bias", "1", "-o", out)[::2],
-                          "--head-bias applies to NiN models")
+    assert_one_line_error(
+        *cli_run("train", "--model", "fc-cifar10", "--head-bias", "1", "-o", out)[::2], "--head-bias applies to NiN models"
+    )
     if not torch.cuda.is_available():
         assert_one_line_error(*cli_run("train", "--device", "cuda", "-o", out)[::2], "no CUDA")
     assert not out.exists()

@@ -10,11 +10,10 @@ from nin_export.enums import Precision
 from nin_export.errors import BackendUnavailableError, NinExportError, OnnxFileError
 from nin_export.export import export_model
 from nin_export.models import create_model
-from nin_export.pipeline import engine_from_onnx
 from nin_export.quantize import QuantizeOptions, quantize
-from nin_export.trt import BuildOptions, build_engine, read_sidecar
-from nin_export.trt._api import Backend, load_backend
+from nin_export.trt import BuildOptions, TrtFlavour, build_engine, load_trt, read_sidecar
 from nin_export.trt.builder import ParseError
+from nin_export.trt.convert import engine_from_onnx
 from nin_export.trt.sidecar import current_gpu
 
 from .conftest import assert_one_line_error
@@ -28,7 +27,7 @@ except ImportError:
 
 needs_rtx = pytest.mark.skipif(not HAVE_RTX, reason="tensorrt_rtx not installed (pip install 'nin-export[rtx]')")
 needs_gpu = pytest.mark.skipif(current_gpu() is None, reason="no CUDA GPU here: engines only run on an NVIDIA GPU")
-RTX = BuildOptions(backend=Backend.TENSORRT_RTX, targets=("SM86",), batch=(1, 4, 8))
+RTX = BuildOptions(flavour=TrtFlavour.TENSORRT_RTX, targets=("SM86",), batch=(1, 4, 8))
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +54,10 @@ def test_rtx_builds_every_precision(graphs, tmp_path, name, record_property):
         assert side["flavour"] == "tensorrt-rtx" and side["trt_version"] == tensorrt_rtx.__version__
         assert side["precision"] == prec.value and side["strongly_typed"] and side["targets"] == ["8.6"]
         assert side["profiles"] == [{"input": {"min": [1, 3, 32, 32], "opt": [4, 3, 32, 32], "max": [8, 3, 32, 32]}}]
-        assert [(t["name"], t["mode"], t["dtype"]) for t in side["io"]] == [("input", "input", "float"), ("logits", "output", "float")]
+        assert [(t["name"], t["mode"], t["dtype"]) for t in side["io"]] == [
+            ("input", "input", "float"),
+            ("logits", "output", "float"),
+        ]
         assert side["source_onnx"]["file"] == graphs[(name, prec)].name and len(side["source_onnx"]["sha256"]) == 64
         assert side["bytes"] == res.engine.stat().st_size and side["build_seconds"] >= 0
         assert side["model"] == name
@@ -73,7 +75,9 @@ def test_fp16_and_int8_from_an_fp32_graph(graphs, tmp_path, monkeypatch):
     src = graphs[("nin-cifar10", Precision.FP32)]
     res = engine_from_onnx(src, Precision.FP16, RTX, output=tmp_path / "a.engine")
     assert res.info["precision"] == "fp16" and any("converted the graph" in s for s in res.steps)
-    res = engine_from_onnx(src, Precision.INT8, RTX, calib_data="digits", output=tmp_path / "b.engine")
+    res = engine_from_onnx(
+        src, Precision.INT8, RTX, QuantizeOptions(Precision.INT8, calib_data="digits", calib_count=20), output=tmp_path / "b.engine"
+    )
     assert res.info["precision"] == "int8"
     with pytest.raises(NinExportError, match="already an INT8 graph"):
         engine_from_onnx(graphs[("nin-cifar10", Precision.INT8)], Precision.FP16, RTX)
@@ -82,16 +86,30 @@ def test_fp16_and_int8_from_an_fp32_graph(graphs, tmp_path, monkeypatch):
 @needs_rtx
 def test_profiles_and_bad_profiles(graphs, tmp_path):
     src = graphs[("nin-cifar10", Precision.FP32)]
-    res = build_engine(src, BuildOptions(backend=Backend.TENSORRT_RTX, targets=("SM89",), min_shape=(2, 3, 32, 32),
-                                         opt_shape=(2, 3, 32, 32), max_shape=(16, 3, 32, 32)), output=tmp_path / "p.engine")
+    res = build_engine(
+        src,
+        BuildOptions(
+            flavour=TrtFlavour.TENSORRT_RTX,
+            targets=("SM89",),
+            min_shape=(2, 3, 32, 32),
+            opt_shape=(2, 3, 32, 32),
+            max_shape=(16, 3, 32, 32),
+        ),
+        output=tmp_path / "p.engine",
+    )
     assert res.info["profiles"][0]["input"]["max"] == [16, 3, 32, 32]
     with pytest.raises(NinExportError, match="unsupported profile"):
-        build_engine(src, BuildOptions(backend=Backend.TENSORRT_RTX, batch=(8, 4, 2)), output=tmp_path / "x.engine")
+        build_engine(src, BuildOptions(flavour=TrtFlavour.TENSORRT_RTX, batch=(8, 4, 2)), output=tmp_path / "x.engine")
     with pytest.raises(NinExportError, match="is fixed at 32"):
-        build_engine(src, BuildOptions(backend=Backend.TENSORRT_RTX, min_shape=(1, 3, 16, 16), opt_shape=(1, 3, 32, 32),
-                                       max_shape=(1, 3, 32, 32)), output=tmp_path / "x.engine")
+        build_engine(
+            src,
+            BuildOptions(
+                flavour=TrtFlavour.TENSORRT_RTX, min_shape=(1, 3, 16, 16), opt_shape=(1, 3, 32, 32), max_shape=(1, 3, 32, 32)
+            ),
+            output=tmp_path / "x.engine",
+        )
     with pytest.raises(NinExportError, match="Hopper"):
-        build_engine(src, BuildOptions(backend=Backend.TENSORRT_RTX, targets=("SM90",)), output=tmp_path / "x.engine")
+        build_engine(src, BuildOptions(flavour=TrtFlavour.TENSORRT_RTX, targets=("SM90",)), output=tmp_path / "x.engine")
     assert not (tmp_path / "x.engine").exists()
 
 
@@ -100,19 +118,22 @@ def test_parser_errors_are_listed_node_by_node(tmp_path):
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
     node = helper.make_node("NoSuchOp", ["input"], ["y"], name="mystery_node", domain="com.example")
-    model = helper.make_model(helper.make_graph([node], "g", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    model = helper.make_model(
+        helper.make_graph([node], "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    )
     onnx.save(model, tmp_path / "bad.onnx")
     with pytest.raises(ParseError, match="mystery_node") as e:
-        build_engine(tmp_path / "bad.onnx", BuildOptions(backend=Backend.TENSORRT_RTX, min_shape=(1, 4), opt_shape=(1, 4),
-                                                         max_shape=(1, 4)))
+        build_engine(
+            tmp_path / "bad.onnx",
+            BuildOptions(flavour=TrtFlavour.TENSORRT_RTX, min_shape=(1, 4), opt_shape=(1, 4), max_shape=(1, 4)),
+        )
     assert "refused bad.onnx" in str(e.value)
 
 
 def test_corrupt_onnx_and_missing_tensorrt(tmp_path):
     (tmp_path / "c.onnx").write_bytes(b"\x08\x07garbage")
     with pytest.raises(OnnxFileError, match="not a readable ONNX"):
-        build_engine(tmp_path / "c.onnx", BuildOptions(backend=Backend.TENSORRT_RTX))
+        build_engine(tmp_path / "c.onnx", BuildOptions(flavour=TrtFlavour.TENSORRT_RTX))
     try:
         import tensorrt  # noqa: F401
 
@@ -120,14 +141,15 @@ def test_corrupt_onnx_and_missing_tensorrt(tmp_path):
     except ImportError:
         pass
     with pytest.raises(BackendUnavailableError, match="pip install tensorrt"):
-        load_backend(Backend.TENSORRT)
+        load_trt(TrtFlavour.TENSORRT)
 
 
 @needs_rtx
 def test_cli_trt_and_inspect(cli_run, graphs, tmp_path):
     src = graphs[("nin-cifar10", Precision.FP16)]
-    code, out, err = cli_run("trt", src, "--backend", "tensorrt-rtx", "--target", "SM86", "--batch", "1:2:4",
-                             "-o", tmp_path / "m.engine")
+    code, out, err = cli_run(
+        "trt", src, "--backend", "tensorrt-rtx", "--target", "SM86", "--batch", "1:2:4", "-o", tmp_path / "m.engine"
+    )
     assert code == 0, err
     out = " ".join(out.split())  # rich wraps long lines
     assert "built" in out and "fp16 via graph" in out and "max 4x3x32x32" in out
@@ -148,12 +170,12 @@ def test_engine_refused_without_gpu_or_on_mismatch(graphs, tmp_path):
 
     res = build_engine(graphs[("nin-cifar10", Precision.FP32)], RTX, output=tmp_path / "e.engine")
     side = read_sidecar(res.engine)
-    backend = load_backend(Backend.TENSORRT_RTX)
+    trtm = load_trt(TrtFlavour.TENSORRT_RTX)
     with pytest.raises(EngineMismatchError, match="exact version"):
-        check_compatible(dict(side, trt_version="0.0.1"), backend, {"name": "x", "compute_capability": "8.6"})
+        check_compatible(dict(side, trt_version="0.0.1"), trtm, {"name": "x", "compute_capability": "8.6"})
     with pytest.raises(EngineMismatchError, match="Hopper"):
-        check_compatible(side, backend, {"name": "NVIDIA H100", "compute_capability": "9.0"})
-    check_compatible(side, backend, {"name": "RTX 3090", "compute_capability": "8.6"})  # a target: accepted
+        check_compatible(side, trtm, {"name": "NVIDIA H100", "compute_capability": "9.0"})
+    check_compatible(side, trtm, {"name": "RTX 3090", "compute_capability": "8.6"})  # a target: accepted
     if current_gpu() is None:
         with pytest.raises(BackendUnavailableError, match="no CUDA GPU"):
             TrtRunner(res.engine).activate()
@@ -166,7 +188,10 @@ def test_engine_runs_and_matches_onnxruntime(graphs, tmp_path):
 
     for prec in Precision:
         src = graphs[("nin-cifar10", prec)]
-        res = build_engine(src, BuildOptions(backend=Backend.TENSORRT_RTX, targets=("CURRENT",), batch=(1, 4, 8)),
-                           output=tmp_path / f"{prec}.engine")
+        res = build_engine(
+            src,
+            BuildOptions(flavour=TrtFlavour.TENSORRT_RTX, targets=("CURRENT",), batch=(1, 4, 8)),
+            output=tmp_path / f"{prec}.engine",
+        )
         agreement = verify_engine(res.engine, src, batches=(1, 3, 8))
         assert agreement.passed, agreement.describe()

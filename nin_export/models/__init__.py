@@ -2,10 +2,11 @@
 
 from . import alexnet as _alexnet  # noqa: F401  (registers)
 from . import nin as _nin  # noqa: F401  (registers)
-from ._registry import ModelSpec, create_model, get_spec, list_models, parse_input_size, smallest_input_size
+from ._registry import DEFAULT_MODEL, ModelSpec, create_model, get_spec, list_models, parse_input_size, smallest_input_size
 from ._weights import build_model, load_checkpoint, load_weights
 
 __all__ = [
+    "DEFAULT_MODEL",
     "ModelSpec",
     "create_model",
     "get_spec",

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from ..errors import InputSizeError, UnknownModelError
+from ..errors import InputSizeError, NinExportError, UnknownModelError
+from ..parse import parse_input_size
 
 __all__ = [
     "ModelSpec",
@@ -18,7 +20,10 @@ __all__ = [
     "list_models",
     "get_spec",
     "parse_input_size",
+    "DEFAULT_MODEL",
 ]
+
+DEFAULT_MODEL = "nin-cifar10"  # what every command uses when no --model is given
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,6 +51,11 @@ class ModelSpec:
     @property
     def size_agnostic(self) -> bool:
         return self.head == "gap"
+
+    def accepts(self, option: str) -> bool:
+        """Whether the builder takes ``option`` (e.g. ``fc_width``, which only the fc-* twins have)."""
+        params = inspect.signature(self.builder).parameters
+        return option in params
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -82,30 +92,6 @@ def get_spec(name: str) -> ModelSpec:
         ) from None
 
 
-def parse_input_size(value: int | str | tuple[int, int] | None) -> tuple[int, int] | None:
-    """Accept 32, '32', '32x32', '224,224' or (H, W); return (H, W) or None."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        hw = (value, value)
-    elif isinstance(value, str):
-        parts = value.lower().replace(",", "x").split("x")
-        try:
-            nums = [int(p) for p in parts if p.strip()]
-        except ValueError:
-            raise InputSizeError(f"bad input size '{value}': write it as HxW, e.g. 224x224, or one number") from None
-        if len(nums) == 1:
-            nums = nums * 2
-        if len(nums) != 2:
-            raise InputSizeError(f"bad input size '{value}': write it as HxW, e.g. 224x224, or one number")
-        hw = (nums[0], nums[1])
-    else:
-        hw = (int(value[0]), int(value[1]))
-    if min(hw) < 1:
-        raise InputSizeError(f"bad input size {hw[0]}x{hw[1]}: height and width must be positive")
-    return hw
-
-
 def _out_shape(spec: ModelSpec, kwargs: dict[str, Any], hw: tuple[int, int]) -> tuple[int, ...] | None:
     """Output shape of the model's trunk at ``hw`` on the meta device, or None if it cannot take it."""
     kw = dict(kwargs, input_size=hw)
@@ -136,6 +122,10 @@ def smallest_input_size(name: str, **kwargs: Any) -> int:
 
 def _defaults(spec: ModelSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
     kw = {k: v for k, v in kwargs.items() if v is not None}  # None keeps the model's own default
+    if "fc_width" in kw and not spec.accepts("fc_width"):
+        raise NinExportError(f"--fc-width applies to the fc-* twins only, not {spec.name}")
+    if "fc_width" in kw and int(kw["fc_width"]) < 1:
+        raise ValueError(f"fc-width must be at least 1, got {kw['fc_width']}")
     kw.setdefault("num_classes", spec.num_classes)
     kw.setdefault("in_channels", spec.in_channels)
     kw["input_size"] = parse_input_size(kw.get("input_size")) or spec.input_size
@@ -156,9 +146,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     hw = kw["input_size"]
     if _out_shape(spec, kw, hw) is None:
         smallest = smallest_input_size(name, **kw)
-        raise InputSizeError(
-            f"{name} cannot take a {hw[0]}x{hw[1]} input: the smallest it takes is {smallest}x{smallest}"
-        )
+        raise InputSizeError(f"{name} cannot take a {hw[0]}x{hw[1]} input: the smallest it takes is {smallest}x{smallest}")
     model = spec.builder(**kw)
     model.spec = spec  # type: ignore[assignment]
     model.config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}  # type: ignore[assignment]

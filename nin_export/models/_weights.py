@@ -11,8 +11,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..errors import WeightsError
-from ._registry import create_model
+from ..errors import FileFormatError, WeightsError
+from ..meta import ModelMeta
+from ._registry import create_model, list_models
 
 __all__ = ["load_checkpoint", "load_weights", "build_model", "CHECKPOINT_KEYS"]
 
@@ -21,12 +22,12 @@ CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict")
 SHAPE_KEYS = ("num_classes", "in_channels", "input_size", "fc_width")
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelMeta]:
     """Read a state_dict or a checkpoint dict; return (state_dict, meta).
 
     Accepts a bare state_dict or a dict holding one under ``state_dict``/``model``/
     ``model_state_dict``; strips ``module.`` prefixes (DataParallel/DDP). ``meta`` is the
-    checkpoint's own ``meta`` dict (model name, classes, input size, ...) or ``{}``.
+    checkpoint's own ``meta`` record (model name, classes, input size, ...), empty for a plain state_dict.
     """
     p = Path(path)
     if not p.is_file():
@@ -42,13 +43,16 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise WeightsError(f"cannot load weights '{p}': {reason}; save it with torch.save(model.state_dict(), path)") from None
     if not isinstance(obj, Mapping):
         raise WeightsError(f"cannot load weights '{p}': expected a state_dict, found {type(obj).__name__}")
-    meta = dict(obj.get("meta", {})) if isinstance(obj.get("meta"), Mapping) else {}
+    try:
+        meta = ModelMeta.from_dict(dict(obj["meta"]) if isinstance(obj.get("meta"), Mapping) else None, f"checkpoint '{p}'")
+    except FileFormatError as e:
+        raise WeightsError(str(e)) from None
     sd: Any = obj
     for key in CHECKPOINT_KEYS:
         if isinstance(obj.get(key), Mapping):
             sd = obj[key]
             break
-    sd = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
+    sd = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in sd.items()}
     tensors = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise WeightsError(f"cannot load weights '{p}': it holds no tensors (keys: {', '.join(list(sd)[:5])})")
@@ -65,8 +69,11 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
-    shapes = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
     if missing or unexpected or shapes:
         parts = []
         if shapes:
@@ -76,7 +83,8 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
         if unexpected:
             parts.append(f"unexpected keys: {_first(unexpected)}")
         raise WeightsError(
-            f"{source} do not fit {name}: {'; '.join(parts)}. Are they for another model, or another --num-classes/--in-channels/--input-size?"
+            f"{source} do not fit {name}: {'; '.join(parts)}. "
+            "Are they for another model, or another --num-classes/--in-channels/--input-size?"
         )
     model.load_state_dict(state_dict, strict=True)
 
@@ -87,12 +95,12 @@ def build_model(name: str, weights: str | os.PathLike | None = None, **kwargs: A
     if weights is None:
         return create_model(name, **kwargs)
     sd, meta = load_checkpoint(weights)
-    other = meta.get("model")
-    if other and other != name:
-        raise WeightsError(f"weights '{weights}' were saved for model '{other}', not '{name}': use --model {other}")
+    if meta.model and meta.model != name:
+        fix = f"use --model {meta.model}" if meta.model in list_models() else "give weights saved for this model"
+        raise WeightsError(f"weights '{weights}' were saved for model '{meta.model}', not '{name}': {fix}")
     for key in SHAPE_KEYS:
-        if kwargs.get(key) is None and meta.get(key) is not None:
-            kwargs[key] = tuple(meta[key]) if key == "input_size" else meta[key]
+        if kwargs.get(key) is None and getattr(meta, key) is not None:
+            kwargs[key] = getattr(meta, key)
     model = create_model(name, **kwargs)
     load_weights(model, sd, source=f"weights '{weights}'", name=name)
     model.checkpoint_meta = meta  # type: ignore[assignment]

@@ -16,8 +16,9 @@ __all__ = ["AlexNet", "alexnet"]
 
 
 class AlexNet(nn.Module):
-    def __init__(self, *, num_classes: int, in_channels: int, input_size: tuple[int, int],
-                 dropout: float = 0.5, init: Init = "default") -> None:
+    def __init__(
+        self, *, num_classes: int, in_channels: int, input_size: tuple[int, int], dropout: float = 0.5, init: Init = "default"
+    ) -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2),
@@ -52,8 +53,9 @@ class AlexNet(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-@register_model(num_classes=1000, in_channels=3, input_size=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                crop_pct=0.875, head="fc")
+@register_model(
+    num_classes=1000, in_channels=3, input_size=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=0.875, head="fc"
+)
 def alexnet(**kw) -> AlexNet:
     """AlexNet (torchvision layout), the classic FC-headed comparator; 61,100,840 params."""
     return AlexNet(**kw)

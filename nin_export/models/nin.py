@@ -125,8 +125,9 @@ def _flat_features(features: nn.Module, in_channels: int, input_size: Sequence[i
     return int(out.numel())
 
 
-def init_weights(model: nn.Module, init: Init, paper_std: tuple[float, float] = (0.05, 0.05), fc_std: float = 0.005,
-                 head_bias: float = 0.0) -> None:
+def init_weights(
+    model: nn.Module, init: Init, paper_std: tuple[float, float] = (0.05, 0.05), fc_std: float = 0.005, head_bias: float = 0.0
+) -> None:
     """'default': Kaiming-normal convs, N(0, 0.01) linears (torchvision), and, as in torchvision's
     SqueezeNet (whose head is NiN's), N(0, 0.01) for the final conv that produces the class maps:
     Kaiming there starts the logits so large that the ReLU before global average pooling can die
@@ -181,8 +182,18 @@ _IMAGENET_FINAL = Stage((1024, 1024, 1000), 3, 1, 1)
 _SEED_FINAL = Stage((1000, 1000, 1000), 3, 1, 1)
 
 
-def _nin(stages, final, *, num_classes: int, in_channels: int, input_size, init: Init = "default",
-         pool: Literal["max", "avg"] | None = None, seed_last: bool = False, **kw) -> NiN:
+def _nin(
+    stages,
+    final,
+    *,
+    num_classes: int,
+    in_channels: int,
+    input_size,
+    init: Init = "default",
+    pool: Literal["max", "avg"] | None = None,
+    seed_last: bool = False,
+    **kw,
+) -> NiN:
     if pool is not None:  # e.g. the Caffe gist's average pooling after the second CIFAR block
         stages = (stages[0], *(Stage(s.channels, s.kernel_size, s.stride, s.padding, pool, s.dropout) for s in stages[1:]))
     if seed_last:  # d2l: every conv of the last block has num_classes channels

@@ -62,5 +62,5 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
-    def deactivate_impl(self) -> None:
+    def deactivate_impl(self) -> None:  # noqa: B027  (optional: runners with nothing to free leave it)
         pass

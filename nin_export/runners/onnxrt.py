@@ -18,7 +18,9 @@ _NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor
 class OrtRunner(Runner):
     name = "onnxruntime"
 
-    def __init__(self, model: str | os.PathLike | bytes, providers: Sequence[str] | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self, model: str | os.PathLike | bytes, providers: Sequence[str] | None = None, threads: int | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.providers = list(providers) if providers else ["CPUExecutionProvider"]
@@ -52,8 +54,9 @@ class OrtRunner(Runner):
 
     def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, {k: v.astype(self._dtypes.get(k, v.dtype), copy=False)
-                                                        for k, v in feed.items()})))
+        return dict(
+            zip(names, self.session.run(names, {k: v.astype(self._dtypes.get(k, v.dtype), copy=False) for k, v in feed.items()}))
+        )
 
     def deactivate_impl(self) -> None:
         self.session = None

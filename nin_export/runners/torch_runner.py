@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Mapping
 
 import numpy as np
@@ -32,8 +31,15 @@ def resolve_device(want: str | torch.device) -> torch.device:
 class TorchRunner(Runner):
     name = "torch"
 
-    def __init__(self, model: nn.Module, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 input_name: str = "input", output_name: str = "logits", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        input_name: str = "input",
+        output_name: str = "logits",
+        threads: int | None = None,
+    ) -> None:
         super().__init__()
         self.model, self.device, self.dtype = model, device, dtype  # the device is resolved on activation
         self.input_name, self.output_name, self.threads = input_name, output_name, threads

@@ -8,29 +8,31 @@ from types import ModuleType
 from typing import Any
 
 from ..enums import StrEnum
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, first_line
 
-__all__ = ["Backend", "TrtBackend", "load_backend", "INSTALL_HINT"]
+__all__ = ["TrtFlavour", "TrtModule", "load_trt", "INSTALL_HINT"]
 
 INSTALL_HINT = {
     "tensorrt": "pip install tensorrt (TensorRT 10/11, needs an NVIDIA GPU to build); on Jetson use JetPack's "
-                "python3-libnvinfer in a venv made with --system-site-packages",
+    "python3-libnvinfer in a venv made with --system-site-packages",
     "tensorrt-rtx": "pip install 'nin-export[rtx]' (tensorrt-rtx-cu13: TensorRT-RTX, builds ahead of time without a GPU)",
 }
 
 
-class Backend(StrEnum):
+class TrtFlavour(StrEnum):
+    """Which TensorRT: full TensorRT (10.x on Jetson, 11.x on desktops) or TensorRT-RTX; AUTO prefers full TensorRT."""
+
     AUTO = "auto"
     TENSORRT = "tensorrt"
     TENSORRT_RTX = "tensorrt-rtx"
 
 
 @dataclass
-class TrtBackend:
-    """An imported TensorRT module and what kind it is."""
+class TrtModule:
+    """An imported TensorRT module and which flavour it is."""
 
     trt: ModuleType
-    flavour: Backend  # TENSORRT or TENSORRT_RTX
+    flavour: TrtFlavour  # TENSORRT or TENSORRT_RTX
 
     @property
     def version(self) -> str:
@@ -42,7 +44,7 @@ class TrtBackend:
 
     @property
     def is_rtx(self) -> bool:
-        return self.flavour is Backend.TENSORRT_RTX
+        return self.flavour is TrtFlavour.TENSORRT_RTX
 
     @property
     def always_strongly_typed(self) -> bool:
@@ -62,7 +64,9 @@ class TrtBackend:
     def network_flags(self, strongly_typed: bool) -> int:
         flag = getattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
         if strongly_typed and flag is None:
-            raise BackendUnavailableError(f"TensorRT {self.version} has no strongly typed networks: TensorRT 10.0 or newer is needed")
+            raise BackendUnavailableError(
+                f"TensorRT {self.version} has no strongly typed networks: TensorRT 10.0 or newer is needed"
+            )
         return (1 << int(flag)) if strongly_typed else 0
 
     def describe(self) -> str:
@@ -75,24 +79,24 @@ def _import(module: str) -> ModuleType | None:
     except ImportError:
         return None
     except Exception as e:  # noqa: BLE001  (a broken install: missing CUDA libraries and the like)
-        raise BackendUnavailableError(f"{module} is installed but cannot be imported ({str(e).splitlines()[0][:150]})") from None
+        raise BackendUnavailableError(f"{module} is installed but cannot be imported ({first_line(e, 150)})") from None
 
 
-def load_backend(backend: Backend | str = Backend.AUTO) -> TrtBackend:
+def load_trt(flavour: TrtFlavour | str = TrtFlavour.AUTO) -> TrtModule:
     """Import TensorRT (``tensorrt``) or TensorRT-RTX (``tensorrt_rtx``). AUTO prefers full TensorRT."""
-    backend = Backend(backend)
-    order: list[tuple[str, Backend]] = []
-    if backend in (Backend.AUTO, Backend.TENSORRT):
-        order.append(("tensorrt", Backend.TENSORRT))
-    if backend in (Backend.AUTO, Backend.TENSORRT_RTX):
-        order.append(("tensorrt_rtx", Backend.TENSORRT_RTX))
-    for module, flavour in order:
+    want = TrtFlavour(flavour)
+    order: list[tuple[str, TrtFlavour]] = []
+    if want in (TrtFlavour.AUTO, TrtFlavour.TENSORRT):
+        order.append(("tensorrt", TrtFlavour.TENSORRT))
+    if want in (TrtFlavour.AUTO, TrtFlavour.TENSORRT_RTX):
+        order.append(("tensorrt_rtx", TrtFlavour.TENSORRT_RTX))
+    for module, kind in order:
         mod = _import(module)
         if mod is not None and hasattr(mod, "Builder"):  # PyPI's 'tensorrt' stub has no Builder
-            return TrtBackend(mod, flavour)
-    if backend is Backend.AUTO:
+            return TrtModule(mod, kind)
+    if want is TrtFlavour.AUTO:
         raise BackendUnavailableError(f"no TensorRT is installed: {INSTALL_HINT['tensorrt-rtx']}; or {INSTALL_HINT['tensorrt']}")
-    raise BackendUnavailableError(f"{backend.value} is not installed: {INSTALL_HINT[backend.value]}")
+    raise BackendUnavailableError(f"{want.value} is not installed: {INSTALL_HINT[want.value]}")
 
 
 def trt_dtype_name(dt: Any) -> str:

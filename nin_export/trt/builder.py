@@ -1,5 +1,9 @@
-"""ONNX -> TensorRT engine plan + JSON sidecar. Precision comes from the graph (strongly typed);
-on TensorRT 10 the FP16 builder flag is offered as an option instead."""
+"""ONNX -> TensorRT engine plan + JSON sidecar, for the graph as it is.
+
+Precision comes from the graph (a strongly typed network); on TensorRT 10 the FP16 builder flag is
+offered as an option instead. Which precision to build, and whether the graph must be converted
+first, is settled once in ``trt/convert.py``.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +19,23 @@ import onnx
 from .. import __version__
 from .._io import atomic_path, sha256_file, write_json
 from ..enums import Precision
-from ..errors import NinExportError, OnnxFileError
-from ..onnx_utils import QUANT_OPS, load_onnx, read_metadata
-from ._api import Backend, TrtBackend, load_backend, trt_dtype_name
+from ..errors import NinExportError
+from ..meta import ModelMeta
+from ..onnx_utils import graph_precision, load_onnx, read_metadata
+from ._api import TrtFlavour, TrtModule, load_trt, trt_dtype_name
 from .sidecar import SIDECAR_SCHEMA, current_gpu, sidecar_path
 
-__all__ = ["Profile", "BuildOptions", "BuildResult", "build_engine", "parse_shape", "parse_batch_profile",
-           "graph_precision", "ParseError", "BuildError", "DEFAULT_BATCH_PROFILE"]
+__all__ = [
+    "Profile",
+    "BuildOptions",
+    "BuildResult",
+    "build_engine",
+    "ParseError",
+    "BuildError",
+    "DEFAULT_BATCH_PROFILE",
+    "DEFAULT_WORKSPACE_MIB",
+    "DEFAULT_RTX_TARGETS",
+]
 
 DEFAULT_BATCH_PROFILE = (1, 8, 32)
 # Without a GPU, TensorRT-RTX builds ahead of time for these (Ampere, Ada, Blackwell). Turing (SM75)
@@ -51,34 +65,9 @@ class Profile:
         return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """'1x3x224x224' (or 'input:1x3x224x224', trtexec style) -> (1, 3, 224, 224)."""
-    body = text.split(":", 1)[1] if ":" in text else text
-    try:
-        dims = tuple(int(d) for d in body.lower().split("x"))
-    except ValueError:
-        raise NinExportError(f"bad shape '{text}': write it as NxCxHxW, e.g. 1x3x224x224") from None
-    if any(d < 1 for d in dims):
-        raise NinExportError(f"bad shape '{text}': every dimension must be positive")
-    return dims
-
-
-def parse_batch_profile(text: str) -> tuple[int, int, int]:
-    """'1:8:32' -> (1, 8, 32); '8' -> (8, 8, 8)."""
-    try:
-        parts = [int(p) for p in text.split(":")]
-    except ValueError:
-        raise NinExportError(f"bad --batch '{text}': write MIN:OPT:MAX, e.g. 1:8:32, or one number") from None
-    if len(parts) == 1:
-        parts *= 3
-    if len(parts) != 3 or min(parts) < 1:
-        raise NinExportError(f"bad --batch '{text}': write MIN:OPT:MAX with positive numbers, e.g. 1:8:32")
-    return parts[0], parts[1], parts[2]
-
-
 @dataclass
 class BuildOptions:
-    backend: Backend = Backend.AUTO
+    flavour: TrtFlavour = TrtFlavour.AUTO
     batch: tuple[int, int, int] | None = None  # MIN:OPT:MAX batch; None: DEFAULT_BATCH_PROFILE for a dynamic batch
     min_shape: tuple[int, ...] | None = None
     opt_shape: tuple[int, ...] | None = None
@@ -98,14 +87,6 @@ class BuildResult:
     steps: list[str] = field(default_factory=list)  # what was done on the way, for the user
 
 
-def graph_precision(model: onnx.ModelProto) -> Precision:
-    if any(n.op_type in QUANT_OPS for n in model.graph.node):
-        return Precision.INT8
-    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
-        return Precision.FP16
-    return Precision.FP32
-
-
 def _dims(vi: onnx.ValueInfoProto) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
 
@@ -117,7 +98,7 @@ def resolve_profiles(model: onnx.ModelProto, opts: BuildOptions) -> dict[str, Pr
         raise NinExportError(f"expected one input, the ONNX has {len(inputs)}")
     inp = inputs[0]
     dims = _dims(inp)
-    meta = read_metadata(model)
+    hw = ModelMeta.from_dict(read_metadata(model), "ONNX metadata").input_size or (None, None)
     explicit = [opts.min_shape, opts.opt_shape, opts.max_shape]
     if any(s is not None for s in explicit):
         if opts.batch is not None:
@@ -126,7 +107,6 @@ def resolve_profiles(model: onnx.ModelProto, opts: BuildOptions) -> dict[str, Pr
             raise NinExportError("--min-shape, --opt-shape and --max-shape go together: give all three")
         mn, op, mx = explicit  # type: ignore[misc]
     else:
-        hw = meta.get("input_size") or [None, None]
         base = [d if d is not None else (hw[i - 2] if i >= 2 else None) for i, d in enumerate(dims)]
         if any(d is None for d in base[1:]):
             raise NinExportError(f"input '{inp.name}' has dynamic dims {dims}: give --min-shape/--opt-shape/--max-shape")
@@ -135,8 +115,10 @@ def resolve_profiles(model: onnx.ModelProto, opts: BuildOptions) -> dict[str, Pr
             mn, op, mx = ((b[0], *base[1:]), (b[1], *base[1:]), (b[2], *base[1:]))
         else:
             if opts.batch is not None and set(opts.batch) != {dims[0]}:
-                raise NinExportError(f"the ONNX has a fixed batch of {dims[0]}; --batch {':'.join(map(str, opts.batch))} "
-                                     f"needs an ONNX exported with a dynamic batch ('nin-export onnx --batch dynamic')")
+                raise NinExportError(
+                    f"the ONNX has a fixed batch of {dims[0]}; --batch {':'.join(map(str, opts.batch))} "
+                    f"needs an ONNX exported with a dynamic batch ('nin-export onnx --batch dynamic')"
+                )
             mn = op = mx = tuple(base)  # type: ignore[assignment]
     mn, op, mx = tuple(mn), tuple(op), tuple(mx)  # type: ignore[assignment]
     for s, what in ((mn, "min"), (op, "opt"), (mx, "max")):
@@ -146,8 +128,10 @@ def resolve_profiles(model: onnx.ModelProto, opts: BuildOptions) -> dict[str, Pr
             if d is not None and d != v:
                 raise NinExportError(f"--{what}-shape {'x'.join(map(str, s))}: dim {axis} of '{inp.name}' is fixed at {d}")
     if not all(a <= b <= c for a, b, c in zip(mn, op, mx)):
-        raise NinExportError(f"unsupported profile: need min <= opt <= max in every dim, got min {'x'.join(map(str, mn))}, "
-                             f"opt {'x'.join(map(str, op))}, max {'x'.join(map(str, mx))}")
+        raise NinExportError(
+            f"unsupported profile: need min <= opt <= max in every dim, got min {'x'.join(map(str, mn))}, "
+            f"opt {'x'.join(map(str, op))}, max {'x'.join(map(str, mx))}"
+        )
     return {inp.name: Profile(mn, op, mx)}
 
 
@@ -165,12 +149,12 @@ def _parse_errors(parser: Any) -> str:
                 where.append(f"({e.node_operator()})")
         except AttributeError:
             pass
-        lines.append(f"  {' '.join(where) or 'graph'}: {e.desc()}")
-    return "\n".join(lines)
+        lines.append(f"{' '.join(where) or 'graph'}: {e.desc()}")
+    return "; ".join(lines)
 
 
-def _progress_monitor(backend: TrtBackend, say: Progress):
-    base = getattr(backend.trt, "IProgressMonitor", None)
+def _progress_monitor(trtm: TrtModule, say: Progress):
+    base = getattr(trtm.trt, "IProgressMonitor", None)
     if base is None:
         return None
 
@@ -191,8 +175,8 @@ def _progress_monitor(backend: TrtBackend, say: Progress):
     return Monitor()
 
 
-def _logger(backend: TrtBackend, sink: list[str]):
-    trt = backend.trt
+def _logger(trtm: TrtModule, sink: list[str]):
+    trt = trtm.trt
 
     class Logger(trt.ILogger):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
@@ -205,50 +189,68 @@ def _logger(backend: TrtBackend, sink: list[str]):
     return Logger()
 
 
-def default_engine_path(src: Path, precision: Precision, backend: TrtBackend) -> Path:
+def default_engine_path(src: Path, precision: Precision, trtm: TrtModule) -> Path:
     stem = src.name[: -len(".onnx")] if src.name.endswith(".onnx") else src.stem
     for suffix in (".sim", ".fp16", ".int8", ".fp32"):
         stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
-    tag = "rtx." if backend.is_rtx else ""
+    tag = "rtx." if trtm.is_rtx else ""
     return src.with_name(f"{stem}.{precision.value}.{tag}engine")
 
 
-def build_engine(onnx_path: str | os.PathLike, options: BuildOptions | None = None, output: str | os.PathLike | None = None,
-                 progress: Progress | None = None) -> BuildResult:
-    """Build a serialized engine from an ONNX whose graph carries its precision; write it with a sidecar."""
-    opts = options or BuildOptions()
-    say = progress or (lambda _m: None)
-    src = Path(onnx_path)
-    model = load_onnx(src)  # a corrupt ONNX fails here with one line
-    backend = load_backend(opts.backend)
-    trt = backend.trt
-    precision = graph_precision(model)
-    notes: list[str] = []
-    if opts.builder_fp16:
-        if not backend.has_builder_fp16:
-            raise NinExportError(f"--builder-fp16 needs TensorRT 10 (BuilderFlag.FP16); {backend.describe()} is strongly typed only: "
-                                 f"use --fp16, which converts the graph")
-        if precision is not Precision.FP32:
-            raise NinExportError("--builder-fp16 applies to an FP32 graph; this one is already " + precision.value)
-    if opts.targets and not backend.supports_aot_targets:
-        raise NinExportError(f"--target applies to TensorRT-RTX; {backend.describe()} builds for the GPU it runs on")
-    if opts.timing_cache and backend.is_rtx:
+def _check_options(opts: BuildOptions, trtm: TrtModule, notes: list[str]) -> None:
+    """What the installed TensorRT can do with these options (precision itself is settled in convert)."""
+    if opts.builder_fp16 and not trtm.has_builder_fp16:
+        raise NinExportError(
+            f"--builder-fp16 needs TensorRT 10 (BuilderFlag.FP16); {trtm.describe()} is strongly typed only: "
+            f"use --fp16, which converts the graph"
+        )
+    if opts.targets and not trtm.supports_aot_targets:
+        raise NinExportError(f"--target applies to TensorRT-RTX; {trtm.describe()} builds for the GPU it runs on")
+    if opts.workspace_mib < 1:
+        raise NinExportError(f"--workspace must be at least 1 MiB, got {opts.workspace_mib}")
+    if opts.timing_cache and trtm.is_rtx:
         notes.append("--timing-cache ignored: TensorRT-RTX's timing cache has no effect and would force a GPU during the build")
-    profiles = resolve_profiles(model, opts)
-    strongly_typed = not opts.builder_fp16
-    out = Path(output) if output else default_engine_path(src, Precision.FP16 if opts.builder_fp16 else precision, backend)
 
-    log: list[str] = []
-    logger = _logger(backend, log)
+
+def _parse(trtm: TrtModule, src: Path, strongly_typed: bool, logger: Any, say: Progress) -> tuple[Any, Any]:
+    """(builder, network) with ``src`` parsed into it; every parser error listed, node by node."""
+    trt = trtm.trt
     builder = trt.Builder(logger)
-    network = builder.create_network(backend.network_flags(strongly_typed))
+    network = builder.create_network(trtm.network_flags(strongly_typed))
     parser = trt.OnnxParser(network, logger)
-    say(f"parsing {src.name} with {backend.describe()}")
+    say(f"parsing {src.name} with {trtm.describe()}")
     # parse_from_file resolves external data next to the model; parse(bytes) would not
     ok = parser.parse_from_file(os.fspath(src)) if hasattr(parser, "parse_from_file") else parser.parse(src.read_bytes())
     if not ok:
-        raise ParseError(f"TensorRT's ONNX parser refused {src.name} ({parser.num_errors} error(s)):\n{_parse_errors(parser)}")
+        raise ParseError(f"TensorRT's ONNX parser refused {src.name} ({parser.num_errors} error(s)): {_parse_errors(parser)}")
+    return builder, network
 
+
+def _aot_targets(trtm: TrtModule, config: Any, opts: BuildOptions, notes: list[str]) -> list[str]:
+    """TensorRT-RTX ahead-of-time targets set on ``config``; their compute capabilities ("8.6", ...)."""
+    if not trtm.supports_aot_targets:
+        return []
+    gpu = current_gpu()
+    names = [t.upper() for t in opts.targets] or (["CURRENT"] if gpu else list(DEFAULT_RTX_TARGETS))
+    cc_enum = trtm.trt.ComputeCapability
+    unknown = [t for t in names if not hasattr(cc_enum, t) or t == "NONE"]
+    if unknown:
+        valid = [n for n in dir(cc_enum) if n.startswith("SM")]
+        hint = " (Hopper, SM90, is not a TensorRT-RTX target)" if any(u.startswith("SM9") for u in unknown) else ""
+        raise NinExportError(f"unknown --target {', '.join(unknown)}: choose from {', '.join(valid)}{hint}")
+    config.num_compute_capabilities = len(names)
+    for i, t in enumerate(names):
+        config.set_compute_capability(getattr(cc_enum, t), i)
+    if "SM75" in names:
+        notes.append(
+            "TensorRT-RTX 1.7 cannot compile FP32 GEMMs (the FC heads) for Turing, SM75: FC-headed models fail to build there"
+        )
+    return [gpu["compute_capability"] if t == "CURRENT" and gpu else f"{t[2:-1]}.{t[-1]}" for t in names]
+
+
+def _configure(trtm: TrtModule, builder: Any, opts: BuildOptions, profiles: dict[str, Profile], say: Progress) -> Any:
+    """Builder config: workspace, FP16 flag (TensorRT 10 option), the profile, progress, timing cache."""
+    trt = trtm.trt
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_mib) << 20)
     if opts.builder_fp16:
@@ -257,81 +259,107 @@ def build_engine(onnx_path: str | os.PathLike, options: BuildOptions | None = No
     for name, p in profiles.items():
         prof.set_shape(name, p.min, p.opt, p.max)
     config.add_optimization_profile(prof)
-    targets: list[str] = []
-    if backend.supports_aot_targets:
-        names = [t.upper() for t in opts.targets] or (["CURRENT"] if current_gpu() else list(DEFAULT_RTX_TARGETS))
-        cc_enum = trt.ComputeCapability
-        unknown = [t for t in names if not hasattr(cc_enum, t) or t == "NONE"]
-        if unknown:
-            valid = [n for n in dir(cc_enum) if n.startswith("SM")]
-            hint = " (Hopper, SM90, is not a TensorRT-RTX target)" if any(u.startswith("SM9") for u in unknown) else ""
-            raise NinExportError(f"unknown --target {', '.join(unknown)}: choose from {', '.join(valid)}{hint}")
-        config.num_compute_capabilities = len(names)
-        for i, t in enumerate(names):
-            config.set_compute_capability(getattr(cc_enum, t), i)
-        gpu = current_gpu()
-        targets = [gpu["compute_capability"] if t == "CURRENT" and gpu else f"{t[2:-1]}.{t[-1]}" for t in names]
-        if "SM75" in names:
-            notes.append("TensorRT-RTX 1.7 cannot compile FP32 GEMMs (the FC heads) for Turing, SM75: "
-                         "FC-headed models fail to build there")
-    monitor = _progress_monitor(backend, say)
+    monitor = _progress_monitor(trtm, say)
     if monitor is not None:
         config.progress_monitor = monitor
-    cache_bytes = None
-    if opts.timing_cache and not backend.is_rtx:
+    if opts.timing_cache and not trtm.is_rtx:
         tc_path = Path(opts.timing_cache)
         cache = config.create_timing_cache(tc_path.read_bytes() if tc_path.is_file() else b"")
         config.set_timing_cache(cache, ignore_mismatch=False)
+    return config
 
-    say(f"building {precision.value if strongly_typed else 'fp32 graph + FP16 builder flag'} engine"
-        + (f" for {', '.join(targets)}" if targets else ""))
+
+def _io_table(network: Any) -> list[dict[str, Any]]:
+    io = []
+    for mode, count, get in (("input", network.num_inputs, network.get_input), ("output", network.num_outputs, network.get_output)):
+        for i in range(count):
+            t = get(i)
+            io.append({"name": t.name, "mode": mode, "dtype": trt_dtype_name(t.dtype), "shape": list(t.shape)})
+    return io
+
+
+def _sidecar(
+    out: Path,
+    plan_sha: str,
+    src: Path,
+    model: onnx.ModelProto,
+    trtm: TrtModule,
+    opts: BuildOptions,
+    precision: Precision,
+    profiles: dict[str, Profile],
+    targets: list[str],
+    io: list[dict[str, Any]],
+    seconds: float,
+    log: list[str],
+) -> dict[str, Any]:
+    meta = ModelMeta.from_dict(read_metadata(model), f"ONNX metadata of {src.name}")
+    return {
+        "schema": SIDECAR_SCHEMA,
+        "engine": out.name,
+        "bytes": out.stat().st_size,
+        "sha256": plan_sha,
+        "flavour": trtm.flavour.value,
+        "trt_version": trtm.version,
+        "gpu": current_gpu(),  # the GPU the build ran on, if any
+        "targets": targets,
+        "precision": precision.value,
+        "precision_path": "FP32 graph + BuilderFlag.FP16 (weakly typed)" if opts.builder_fp16 else "graph (strongly typed network)",
+        "strongly_typed": not opts.builder_fp16,
+        "workspace_mib": opts.workspace_mib,
+        "profiles": [{name: p.to_dict() for name, p in profiles.items()}],
+        "io": io,
+        "source_onnx": {"file": src.name, "sha256": sha256_file(src), "bytes": src.stat().st_size},
+        "model": meta.model,
+        "model_metadata": meta.to_dict(),
+        "build_seconds": round(seconds, 3),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "producer": f"nin-export {__version__}",
+        "builder_warnings": [m for m in log if m.startswith("warning")][:20],
+    }
+
+
+def build_engine(
+    onnx_path: str | os.PathLike,
+    options: BuildOptions | None = None,
+    output: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+    model: onnx.ModelProto | None = None,
+) -> BuildResult:
+    """Build a serialized engine from an ONNX whose graph carries its precision; write it with its sidecar.
+    ``model`` is the already loaded graph of ``onnx_path``, if the caller has it."""
+    opts = options or BuildOptions()
+    say = progress or (lambda _m: None)
+    src = Path(onnx_path)
+    model = model if model is not None else load_onnx(src)  # a corrupt ONNX fails here with one line
+    trtm = load_trt(opts.flavour)
+    notes: list[str] = []
+    _check_options(opts, trtm, notes)
+    precision = Precision.FP16 if opts.builder_fp16 else graph_precision(model)
+    profiles = resolve_profiles(model, opts)
+    out = Path(output) if output else default_engine_path(src, precision, trtm)
+    log: list[str] = []
+    logger = _logger(trtm, log)
+    builder, network = _parse(trtm, src, not opts.builder_fp16, logger, say)
+    config = _configure(trtm, builder, opts, profiles, say)
+    targets = _aot_targets(trtm, config, opts, notes)
+    say(
+        f"building {precision.value if not opts.builder_fp16 else 'fp32 graph + FP16 builder flag'} engine"
+        + (f" for {', '.join(targets)}" if targets else "")
+    )
     t0 = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - t0
     if plan is None:
         errors = "; ".join(m for m in log if m.startswith(("error", "internal"))) or "no reason given"
         raise BuildError(f"TensorRT could not build {src.name}: {errors[:500]}")
-    if opts.timing_cache and not backend.is_rtx:
-        cache_bytes = bytes(config.get_timing_cache().serialize())
-
-    io = []
-    for i in range(network.num_inputs):
-        t = network.get_input(i)
-        io.append({"name": t.name, "mode": "input", "dtype": trt_dtype_name(t.dtype), "shape": list(t.shape)})
-    for i in range(network.num_outputs):
-        t = network.get_output(i)
-        io.append({"name": t.name, "mode": "output", "dtype": trt_dtype_name(t.dtype), "shape": list(t.shape)})
-
+    cache_bytes = bytes(config.get_timing_cache().serialize()) if opts.timing_cache and not trtm.is_rtx else None
     with atomic_path(out, suffix=".engine") as tmp:
-        with open(tmp, "wb") as f:
-            f.write(plan)
-        engine_sha = sha256_file(tmp)
+        tmp.write_bytes(plan)
+        plan_sha = sha256_file(tmp)
+        info = _sidecar(tmp, plan_sha, src, model, trtm, opts, precision, profiles, targets, _io_table(network), seconds, log)
+        info["engine"] = out.name
+        side = write_json(sidecar_path(out), info)  # the sidecar first: an engine never appears without one
     if cache_bytes is not None:
         with atomic_path(opts.timing_cache) as tmp:  # type: ignore[arg-type]
             tmp.write_bytes(cache_bytes)
-    meta = read_metadata(model)
-    info: dict[str, Any] = {
-        "schema": SIDECAR_SCHEMA,
-        "engine": out.name,
-        "bytes": out.stat().st_size,
-        "sha256": engine_sha,
-        "flavour": backend.flavour.value,
-        "trt_version": backend.version,
-        "gpu": current_gpu(),  # the GPU the build ran on, if any
-        "targets": targets,
-        "precision": (Precision.FP16 if opts.builder_fp16 else precision).value,
-        "precision_path": "graph (strongly typed network)" if strongly_typed else "FP32 graph + BuilderFlag.FP16 (weakly typed)",
-        "strongly_typed": strongly_typed,
-        "workspace_mib": opts.workspace_mib,
-        "profiles": [{name: p.to_dict() for name, p in profiles.items()}],
-        "io": io,
-        "source_onnx": {"file": src.name, "sha256": sha256_file(src), "bytes": src.stat().st_size},
-        "model": meta.get("model"),
-        "model_metadata": meta,
-        "build_seconds": round(seconds, 3),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "producer": f"nin-export {__version__}",
-        "builder_warnings": [m for m in log if m.startswith("warning")][:20],
-    }
-    side = write_json(sidecar_path(out), info)
     return BuildResult(out, side, info, notes)

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from ..errors import NinExportError
+from .runner import TrtRunner
 from .sidecar import read_sidecar
 
 __all__ = ["describe_engine"]
@@ -15,7 +16,6 @@ __all__ = ["describe_engine"]
 def describe_engine(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any] | None, str]:
     """(sidecar, live info or None, why not loaded)."""
     side = read_sidecar(path)
-    from .runner import TrtRunner
 
     try:
         with TrtRunner(path) as r:

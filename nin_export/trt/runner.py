@@ -11,9 +11,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..enums import Precision
 from ..errors import NinExportError
 from ..runners.base import Runner
-from ._api import Backend, load_backend
+from ..runners.onnxrt import OrtRunner
+from ..verify import compare, random_inputs, tolerance_for
+from ._api import TrtFlavour, load_trt
 from .sidecar import check_compatible, current_gpu, read_sidecar
 
 __all__ = ["TrtRunner", "verify_engine"]
@@ -22,8 +25,13 @@ __all__ = ["TrtRunner", "verify_engine"]
 def _torch_dtype(trt: Any, dt: Any):
     import torch
 
-    table = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16, trt.DataType.INT32: torch.int32,
-             trt.DataType.INT8: torch.int8, trt.DataType.BOOL: torch.bool}
+    table = {
+        trt.DataType.FLOAT: torch.float32,
+        trt.DataType.HALF: torch.float16,
+        trt.DataType.INT32: torch.int32,
+        trt.DataType.INT8: torch.int8,
+        trt.DataType.BOOL: torch.bool,
+    }
     if hasattr(trt.DataType, "INT64"):
         table[trt.DataType.INT64] = torch.int64
     return table[dt]
@@ -41,11 +49,11 @@ class TrtRunner(Runner):
 
     def activate_impl(self) -> None:
         self.sidecar = read_sidecar(self.engine_path)
-        backend = load_backend(Backend(self.sidecar["flavour"]))
-        check_compatible(self.sidecar, backend, current_gpu())
-        import torch
+        trtm = load_trt(TrtFlavour(self.sidecar["flavour"]))
+        check_compatible(self.sidecar, trtm, current_gpu())
+        import torch  # lazy: CUDA buffers only where an engine runs
 
-        trt = backend.trt
+        trt = trtm.trt
         self.trt, self.torch = trt, torch
         self.logger = trt.Logger(trt.Logger.ERROR)
         self.runtime = trt.Runtime(self.logger)
@@ -54,10 +62,10 @@ class TrtRunner(Runner):
             validity = self.runtime.get_engine_validity(data)
             status = validity[0] if isinstance(validity, tuple) else validity
             if str(status).endswith("INVALID"):
-                raise NinExportError(f"{backend.describe()} says '{self.engine_path}' is not valid on this system; rebuild it here")
+                raise NinExportError(f"{trtm.describe()} says '{self.engine_path}' is not valid on this system; rebuild it here")
         self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
-            raise NinExportError(f"{backend.describe()} could not load '{self.engine_path}' (corrupt, or built elsewhere); rebuild it")
+            raise NinExportError(f"{trtm.describe()} could not load '{self.engine_path}' (corrupt, or built elsewhere); rebuild it")
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream()
         if self.profile:
@@ -87,8 +95,10 @@ class TrtRunner(Runner):
             x = np.ascontiguousarray(feed[name])
             mn, _, mx = self.profile_range(name)
             if len(x.shape) != len(mn) or not all(a <= d <= b for a, d, b in zip(mn, x.shape, mx)):
-                raise NinExportError(f"input '{name}' shape {x.shape} is outside the engine's profile "
-                                     f"{'x'.join(map(str, mn))} .. {'x'.join(map(str, mx))}: rebuild with a wider --batch")
+                raise NinExportError(
+                    f"input '{name}' shape {x.shape} is outside the engine's profile "
+                    f"{'x'.join(map(str, mn))} .. {'x'.join(map(str, mx))}: rebuild with a wider --batch"
+                )
             t = torch.from_numpy(x).to("cuda", non_blocking=False).to(_torch_dtype(self.trt, self.engine.get_tensor_dtype(name)))
             self.context.set_input_shape(name, tuple(t.shape))
             self.context.set_tensor_address(name, t.data_ptr())
@@ -140,11 +150,6 @@ class TrtRunner(Runner):
 def verify_engine(engine: str | os.PathLike, onnx_path: str | os.PathLike, batches: tuple[int, ...] = (), seed: int = 0):
     """Run the engine and onnxruntime on the same random inputs at batch sizes inside the profile
     (min, opt and max by default); return the Agreement."""
-    from ..enums import Precision
-    from ..quantize import TOLERANCES
-    from ..runners import OrtRunner
-    from ..verify import Tolerance, compare, random_inputs
-
     with TrtRunner(engine) as trt_run, OrtRunner(onnx_path) as ort_run:
         name = trt_run.input_names[0]
         mn, op, mx = trt_run.profile_range(name)
@@ -152,7 +157,4 @@ def verify_engine(engine: str | os.PathLike, onnx_path: str | os.PathLike, batch
         xs = random_inputs([(b, *op[1:]) for b in sizes], seed)
         refs = [next(iter(ort_run.infer({ort_run.input_names[0]: x}).values())) for x in xs]
         outs = [next(iter(trt_run.infer({name: x}).values())) for x in xs]
-    precision = Precision(trt_run.sidecar.get("precision", "fp32"))
-    # FP16/INT8: the tolerances their graphs were checked with; FP32: TensorRT's TF32 and tactics
-    tol = TOLERANCES.get(precision, Tolerance(atol=1e-3, rtol=1e-2))
-    return compare(refs, outs, tol)
+    return compare(refs, outs, tolerance_for(Precision(trt_run.sidecar.get("precision", "fp32")), engine=True))

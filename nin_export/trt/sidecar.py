@@ -1,18 +1,20 @@
-"""The JSON sidecar beside every engine, and the checks made before an engine is loaded."""
+"""The JSON sidecar beside every engine: its one loader, and the checks made before an engine is loaded."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from .._io import check_schema, read_json
 from ..errors import BackendUnavailableError, NinExportError
-from ._api import TrtBackend
+from ..gpu import gpu_info
+from ._api import TrtModule
 
 __all__ = ["SIDECAR_SCHEMA", "sidecar_path", "read_sidecar", "check_compatible", "EngineMismatchError", "current_gpu"]
 
 SIDECAR_SCHEMA = "nin-export/engine/1"
+_HINT = "rebuild the engine with 'nin-export trt'"
 
 
 class EngineMismatchError(NinExportError):
@@ -24,55 +26,58 @@ def sidecar_path(engine: str | os.PathLike) -> Path:
 
 
 def read_sidecar(engine: str | os.PathLike) -> dict[str, Any]:
+    """The sidecar of ``engine``, checked against the shipped schema (one line on any fault)."""
     engine = Path(engine)
     if not engine.is_file():
         raise NinExportError(f"engine '{engine}' not found: build one with 'nin-export trt MODEL.onnx'")
     side = sidecar_path(engine)
-    try:
-        data = json.loads(side.read_text())
-    except FileNotFoundError:
-        raise NinExportError(f"'{side}' is missing: nin-export needs the sidecar written beside the engine to load it safely; "
-                             f"rebuild with 'nin-export trt'") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise NinExportError(f"'{side}' is not a readable sidecar ({e}); rebuild the engine with 'nin-export trt'") from None
-    if data.get("schema") != SIDECAR_SCHEMA:
-        raise NinExportError(f"'{side}' is not a nin-export engine sidecar (schema {data.get('schema')!r}); rebuild the engine")
+    if not side.exists():
+        raise NinExportError(
+            f"'{side}' is missing: nin-export needs the sidecar written beside the engine to load it safely; "
+            f"rebuild with 'nin-export trt'"
+        )
+    data = read_json(side, "engine sidecar", _HINT)
+    if not isinstance(data, dict) or data.get("schema") != SIDECAR_SCHEMA:
+        schema = data.get("schema") if isinstance(data, dict) else None
+        raise NinExportError(f"'{side}' is not a nin-export engine sidecar (schema {schema!r}); {_HINT}")
+    check_schema(data, "engine-sidecar", f"engine sidecar '{side}'", _HINT)
     return data
 
 
 def current_gpu() -> dict[str, Any] | None:
-    """Name and compute capability of GPU 0, through torch (no other CUDA bindings needed)."""
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return None
-        p = torch.cuda.get_device_properties(0)
-        return {"name": p.name, "compute_capability": f"{p.major}.{p.minor}"}
-    except Exception:  # noqa: BLE001
-        return None
+    """Name and compute capability of GPU 0 (see nin_export.gpu), or None."""
+    info = gpu_info()
+    return {"name": info["name"], "compute_capability": info["compute_capability"]} if info else None
 
 
-def check_compatible(side: dict[str, Any], backend: TrtBackend, gpu: dict[str, Any] | None) -> None:
+def check_compatible(side: dict[str, Any], trt: TrtModule, gpu: dict[str, Any] | None) -> None:
     """Refuse, in one line, an engine that the installed TensorRT or this GPU cannot run."""
     rebuild = f"rebuild it here with 'nin-export trt {side.get('source_onnx', {}).get('file', 'MODEL.onnx')}'"
-    if side.get("flavour") != backend.flavour.value:
-        raise EngineMismatchError(f"engine was built with {side.get('flavour')} {side.get('trt_version')}, but {backend.describe()} "
-                                  f"is what is installed here: {rebuild}")
-    if side.get("trt_version") != backend.version:
-        raise EngineMismatchError(f"engine was built with {side.get('flavour')} {side.get('trt_version')}, this is "
-                                  f"{backend.describe()}; TensorRT engines only load in the exact version that built them: {rebuild}")
+    if side.get("flavour") != trt.flavour.value:
+        raise EngineMismatchError(
+            f"engine was built with {side.get('flavour')} {side.get('trt_version')}, but {trt.describe()} "
+            f"is what is installed here: {rebuild}"
+        )
+    if side.get("trt_version") != trt.version:
+        raise EngineMismatchError(
+            f"engine was built with {side.get('flavour')} {side.get('trt_version')}, this is "
+            f"{trt.describe()}; TensorRT engines only load in the exact version that built them: {rebuild}"
+        )
     if gpu is None:
         raise BackendUnavailableError("no CUDA GPU is visible here (or torch has no CUDA): engines run only on an NVIDIA GPU")
     cc = gpu["compute_capability"]
-    if backend.is_rtx:
+    if trt.is_rtx:
         targets = side.get("targets") or []
         if cc not in targets:
             extra = " (TensorRT-RTX has no Hopper target)" if cc.startswith("9.") else ""
-            raise EngineMismatchError(f"engine targets compute capability {', '.join(targets) or 'none recorded'}, this GPU "
-                                      f"({gpu['name']}) is {cc}{extra}: {rebuild} or with --target")
+            raise EngineMismatchError(
+                f"engine targets compute capability {', '.join(targets) or 'none recorded'}, this GPU "
+                f"({gpu['name']}) is {cc}{extra}: {rebuild} or with --target"
+            )
     else:
         built = side.get("gpu") or {}
         if built.get("compute_capability") != cc or built.get("name") != gpu["name"]:
-            raise EngineMismatchError(f"engine was built on {built.get('name')} (compute capability {built.get('compute_capability')}), "
-                                      f"this GPU is {gpu['name']} ({cc}): {rebuild}")
+            raise EngineMismatchError(
+                f"engine was built on {built.get('name')} (compute capability {built.get('compute_capability')}), "
+                f"this GPU is {gpu['name']} ({cc}): {rebuild}"
+            )

@@ -1,0 +1,85 @@
+"""ONNX -> engine at a chosen precision: the one place where precision is settled.
+
+The graph is read once. An FP32 graph asked for at FP16 or INT8 is first converted by
+``quantize`` (with the caller's whole set of quantize options: calibration data, method, count,
+held-out count, cache), checked and recorded like 'nin-export quantize'; a graph already at the
+precision is built as it is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from ..enums import Precision
+from ..errors import NinExportError
+from ..manifest import record_artifact
+from ..onnx_utils import graph_precision, load_onnx
+from ..quantize import QuantizeOptions, quantize
+from .builder import BuildOptions, BuildResult, build_engine
+
+__all__ = ["engine_from_onnx", "conversion_needed"]
+
+
+def conversion_needed(graph: Precision, wanted: Precision | None, builder_fp16: bool) -> Precision | None:
+    """The precision the graph must be converted to first (None: build it as it is); refuses, in one
+    line, a request the graph cannot meet."""
+    if builder_fp16:
+        if wanted not in (None, Precision.FP16):
+            raise NinExportError(f"--builder-fp16 builds FP16; it cannot be combined with --{wanted.value}")
+        if graph is not Precision.FP32:
+            raise NinExportError(f"--builder-fp16 applies to an FP32 graph; this one is already {graph.value.upper()}")
+        return None
+    if wanted is None or wanted is graph:
+        return None
+    if graph is not Precision.FP32:
+        raise NinExportError(
+            f"the ONNX is already an {graph.value.upper()} graph: build --{wanted.value} from the FP32 ONNX "
+            f"(precision lives in the graph), or drop the flag to build it as {graph.value.upper()}"
+        )
+    return None if wanted is Precision.FP32 else wanted
+
+
+def engine_from_onnx(
+    onnx_path: str | os.PathLike,
+    precision: Precision | None,
+    options: BuildOptions,
+    quantize_options: QuantizeOptions | None = None,
+    output: str | os.PathLike | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BuildResult:
+    """Build an engine at ``precision`` (None: the graph's own) from ``onnx_path``. The result's notes and
+    steps say what was converted on the way."""
+    say = progress or (lambda _m: None)
+    src = Path(onnx_path)
+    model = load_onnx(src)
+    convert_to = conversion_needed(graph_precision(model), precision, options.builder_fp16)
+    notes: list[str] = []
+    steps: list[str] = []
+    if convert_to is not None:
+        qopts = quantize_options or QuantizeOptions(convert_to)
+        qopts.precision = convert_to
+        q = quantize(src, qopts, progress=say, model=model)
+        a = q.agreement
+        notes += q.notes
+        steps.append(
+            f"converted the graph first: {src.name} -> {q.path.name} (top-1 agreement {a.top1_agreement:.1%}, "
+            f"cosine {a.cosine:.6f} on {a.n_samples} held-out images)"
+        )
+        if q.cache:
+            steps.append(f"calibration cache: {q.cache}")
+        src, model = q.path, None
+    res = build_engine(src, options, output, progress=say, model=model)
+    res.notes = notes + res.notes
+    res.steps = steps + res.steps
+    i = res.info
+    record_artifact(
+        res.engine,
+        kind="engine",
+        parent=src,
+        precision=i["precision"],
+        options={k: i[k] for k in ("flavour", "trt_version", "targets", "profiles", "workspace_mib", "precision_path")},
+        extra={"sidecar": res.sidecar.name, "build_seconds": i["build_seconds"]},
+    )
+    return res
