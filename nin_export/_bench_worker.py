@@ -90,17 +90,6 @@ def _reference_outputs(runner: Any, job: BenchJob) -> np.ndarray:
     return np.concatenate(outs).astype(np.float32)
 
 
-def _device_memory(runner: Any, job: BenchJob) -> dict[str, int]:
-    out: dict[str, int] = {}
-    if hasattr(runner, "device_memory_bytes"):
-        out["engine_device_memory_bytes"] = runner.device_memory_bytes()
-    if job.target.device == "cuda":
-        import torch
-
-        out["gpu_peak_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
-    return out
-
-
 def run_job(job: BenchJob) -> dict[str, Any]:
     """Returns {"batches": {b: {...}}, "memory": {...}, "outputs": array | None, "error": str | None}."""
     out: dict[str, Any] = {"batches": {}, "memory": {}, "outputs": None, "error": None}
@@ -112,7 +101,7 @@ def run_job(job: BenchJob) -> dict[str, Any]:
             out["batches"] = _time_batches(runner, job)
             if job.reference_inputs:
                 out["outputs"] = _reference_outputs(runner, job)
-            out["memory"].update(_device_memory(runner, job))
+            out["memory"].update(runner.device_memory())
             sys_loaded = _system_used_bytes()  # while the runner still holds its memory
     except Exception as e:  # noqa: BLE001  (reported as the row's failure reason, never a silent gap)
         out["error"] = f"{type(e).__name__}: {first_line(e)}"

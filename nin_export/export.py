@@ -305,17 +305,27 @@ def export_model(
     if opts.simplify:  # before anything is written: a failure here leaves the previous files as they were
         say("simplifying with onnxsim")
         simplified = _simplify(proto, meta, onnx_path.name)
+    return _write_both(proto, simplified, model, weights, onnx_path, sim_path, shapes, opts, meta, say)
+
+
+def _write_both(
+    proto: onnx.ModelProto,
+    simplified: onnx.ModelProto | None,
+    model: nn.Module,
+    weights: str | os.PathLike | None,
+    onnx_path: Path,
+    sim_path: Path,
+    shapes: list[tuple[int, ...]],
+    opts: ExportOptions,
+    meta: dict[str, Any],
+    say: Progress,
+) -> ExportResult:
+    """Write the raw and the simplified graph, each only once it agrees with PyTorch; record both."""
     say("verifying ONNX against PyTorch")
     agree = _save_checked(proto, onnx_path, model, shapes, opts.tolerance, onnx_path.name)
     result = ExportResult(onnx_path, None, count_nodes(proto), None, {onnx_path.name: agree})
-    options = dict(
-        opts.to_dict(),
-        model=model.spec.name,
-        weights=meta["weights"],
-        input_size=[h, w],
-        num_classes=meta["num_classes"],
-        in_channels=c,
-    )
+    keys = ("weights", "input_size", "num_classes", "in_channels")
+    options = {**opts.to_dict(), "model": model.spec.name, **{k: meta[k] for k in keys}}
     extra = {"params": meta["params"], "macs": meta["macs"]}
     record_artifact(
         onnx_path,
@@ -328,6 +338,20 @@ def export_model(
     )
     if simplified is None:
         return result
+    say("verifying simplified ONNX against PyTorch")
+    sim_agree = _save_checked(simplified, sim_path, model, shapes, opts.tolerance, sim_path.name)
+    result.sim_path, result.sim_nodes = sim_path, count_nodes(simplified)
+    result.verification[sim_path.name] = sim_agree
+    record_artifact(
+        sim_path,
+        kind="onnx-simplified",
+        parent=onnx_path,
+        precision="fp32",
+        options=options,
+        verification=sim_agree.to_dict(),
+        extra={"nodes": result.sim_nodes, "nodes_before": result.nodes, **extra},
+    )
+    return result
     say("verifying simplified ONNX against PyTorch")
     sim_agree = _save_checked(simplified, sim_path, model, shapes, opts.tolerance, sim_path.name)
     result.sim_path, result.sim_nodes = sim_path, count_nodes(simplified)

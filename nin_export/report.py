@@ -232,81 +232,43 @@ def _write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+_ROW_KEYS = "model role backend device precision batch status reason params macs_per_image weight_bytes threads".split()
+_LAT_KEYS = "median mean min p90 p95 p99 max".split()
+_MEM_KEYS = "peak_rss_bytes rss_before_load_bytes engine_device_memory_bytes gpu_peak_allocated_bytes".split()
+_QUALITY_KEYS = "top1_agreement cosine accuracy".split()
+CSV_COLUMNS = [
+    "machine",
+    *_ROW_KEYS,
+    "artifact_bytes",
+    *(f"{k}_ms" for k in _LAT_KEYS),
+    "images_per_s",
+    "iterations",
+    *_MEM_KEYS,
+    *_QUALITY_KEYS,
+]
+
+
+def _csv_row(machine: str, r: dict[str, Any]) -> dict[str, Any]:
+    lat, mem, q = r.get("latency_ms") or {}, r.get("memory") or {}, r.get("quality") or {}
+    return {
+        "machine": machine,
+        **{k: r.get(k) for k in _ROW_KEYS},
+        "artifact_bytes": (r.get("artifact") or {}).get("bytes"),
+        **{f"{k}_ms": lat.get(k) for k in _LAT_KEYS},
+        "images_per_s": lat.get("images_per_s"),
+        "iterations": lat.get("iterations"),
+        **{k: mem.get(k) for k in _MEM_KEYS},
+        **{k: q.get(k) for k in _QUALITY_KEYS},
+    }
+
+
 def _csv(results: list[dict[str, Any]], path: Path) -> None:
-    cols = [
-        "machine",
-        "model",
-        "role",
-        "backend",
-        "device",
-        "precision",
-        "batch",
-        "status",
-        "reason",
-        "params",
-        "macs_per_image",
-        "weight_bytes",
-        "artifact_bytes",
-        "median_ms",
-        "mean_ms",
-        "min_ms",
-        "p90_ms",
-        "p95_ms",
-        "p99_ms",
-        "max_ms",
-        "images_per_s",
-        "iterations",
-        "peak_rss_bytes",
-        "rss_before_load_bytes",
-        "engine_device_memory_bytes",
-        "gpu_peak_allocated_bytes",
-        "top1_agreement",
-        "cosine",
-        "accuracy",
-        "threads",
-    ]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         w.writeheader()
         for res in results:
             for r in res["rows"]:
-                lat, mem, q = r.get("latency_ms") or {}, r.get("memory") or {}, r.get("quality") or {}
-                w.writerow(
-                    {
-                        "machine": res["machine"],
-                        **{
-                            k: r.get(k)
-                            for k in (
-                                "model",
-                                "role",
-                                "backend",
-                                "device",
-                                "precision",
-                                "batch",
-                                "status",
-                                "reason",
-                                "params",
-                                "macs_per_image",
-                                "weight_bytes",
-                                "threads",
-                            )
-                        },
-                        "artifact_bytes": (r.get("artifact") or {}).get("bytes"),
-                        **{f"{k}_ms": lat.get(k) for k in ("median", "mean", "min", "p90", "p95", "p99", "max")},
-                        "images_per_s": lat.get("images_per_s"),
-                        "iterations": lat.get("iterations"),
-                        **{
-                            k: mem.get(k)
-                            for k in (
-                                "peak_rss_bytes",
-                                "rss_before_load_bytes",
-                                "engine_device_memory_bytes",
-                                "gpu_peak_allocated_bytes",
-                            )
-                        },
-                        **{k: q.get(k) for k in ("top1_agreement", "cosine", "accuracy")},
-                    }
-                )
+                w.writerow(_csv_row(res["machine"], r))
 
 
 def _pyplot():
@@ -456,6 +418,28 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _pair_section(res: dict[str, Any], h: dict[str, Any]) -> list[str]:
+    """One machine's NiN vs twin: settings, headline, models, side-by-side rows, device memory, gaps."""
+    cfg = res["config"]
+    t = cfg["timing"]
+    return [
+        f"## {res['machine']}: {cfg['model']} vs {cfg['baseline']}",
+        "",
+        f"Backends {', '.join(cfg['backends'])}; precisions {', '.join(cfg['precisions'])}; batches "
+        f"{', '.join(map(str, cfg['batches']))}; threads {cfg['threads'] or 'default'}; warm-up {t['warmup_ms']:g} ms, "
+        f"at least {t['min_iters']} iterations and {t['min_ms']:g} ms per row.",
+        "",
+        f"**Headline:** the twin has {_fmt(h['params_ratio'], 'ratio')} the parameters, "
+        f"{_fmt(h['fp32_weight_ratio'], 'ratio')} the FP32 weight bytes and {_fmt(h['macs_ratio'], 'ratio')} "
+        f"the MACs of {cfg['model']}.",
+        "",
+        *["### Model and artifacts", "", *_models_table(res), ""],
+        *["### Side by side (measured rows)", "", *_side_by_side(res), ""],
+        *_device_memory(res),
+        *["### Not measured", "", *_not_measured(res), ""],
+    ]
+
+
 def render_report(
     paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, accuracy: dict[str, dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -475,37 +459,9 @@ def render_report(
         *_env_table(results, out),
         "",
     ]
-    heads = []
-    for res in results:
-        h = headline(res)
-        heads.append(h)
-        cfg = res["config"]
-        t = cfg["timing"]
-        md += [
-            f"## {res['machine']}: {cfg['model']} vs {cfg['baseline']}",
-            "",
-            f"Backends {', '.join(cfg['backends'])}; precisions {', '.join(cfg['precisions'])}; batches "
-            f"{', '.join(map(str, cfg['batches']))}; threads {cfg['threads'] or 'default'}; warm-up {t['warmup_ms']:g} ms, "
-            f"at least {t['min_iters']} iterations and {t['min_ms']:g} ms per row.",
-            "",
-            f"**Headline:** the twin has {_fmt(h['params_ratio'], 'ratio')} the parameters, "
-            f"{_fmt(h['fp32_weight_ratio'], 'ratio')} the FP32 weight bytes and {_fmt(h['macs_ratio'], 'ratio')} "
-            f"the MACs of {cfg['model']}.",
-            "",
-            "### Model and artifacts",
-            "",
-            *_models_table(res),
-            "",
-            "### Side by side (measured rows)",
-            "",
-            *_side_by_side(res),
-            "",
-            *_device_memory(res),
-            "### Not measured",
-            "",
-            *_not_measured(res),
-            "",
-        ]
+    heads = [headline(res) for res in results]
+    for res, h in zip(results, heads):
+        md += _pair_section(res, h)
     if accuracy:
         md += [
             "## Accuracy of every artifact",

@@ -62,5 +62,9 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
+    def device_memory(self) -> dict[str, int]:
+        """GPU memory figures this runner can read (bytes by name); none by default."""
+        return {}
+
     def deactivate_impl(self) -> None:  # noqa: B027  (optional: runners with nothing to free leave it)
         pass

@@ -60,6 +60,11 @@ class TorchRunner(Runner):
         y = self.model(x)
         return {self.output_name: y.float().cpu().numpy()}
 
+    def device_memory(self) -> dict[str, int]:
+        if self.device.type != "cuda":
+            return {}
+        return {"gpu_peak_allocated_bytes": int(torch.cuda.max_memory_allocated(self.device))}
+
     @torch.inference_mode()
     def time_infer(self, feed: Mapping[str, np.ndarray]) -> float:
         if self.device.type != "cuda":

@@ -88,6 +88,9 @@ class TrtRunner(Runner):
             return int(e.get_device_memory_size_for_profile_v2(self.profile))
         return int(getattr(e, "device_memory_size_v2", getattr(e, "device_memory_size", 0)))
 
+    def device_memory(self) -> dict[str, int]:
+        return {"engine_device_memory_bytes": self.device_memory_bytes()}
+
     def _bind(self, feed: Mapping[str, np.ndarray]):
         torch = self.torch
         dev_in = {}
