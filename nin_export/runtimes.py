@@ -95,6 +95,24 @@ def _ort_runner(t: RunTarget) -> Runner:
     return OrtRunner(t.artifact, threads=t.threads)
 
 
+def _ort_gpu(providers_name: str) -> Callable[[RunTarget], Runner]:
+    def make(t: RunTarget) -> Runner:
+        from .runners import onnxrt
+
+        return onnxrt.OrtRunner(t.artifact, providers=getattr(onnxrt, providers_name), threads=t.threads)
+
+    return make
+
+
+def _provider_probe(provider: str) -> Callable[[], str | None]:
+    def probe() -> str | None:
+        from .runners.onnxrt import provider_missing
+
+        return provider_missing(provider)
+
+    return probe
+
+
 def _trt_runner(t: RunTarget) -> Runner:
     from .trt.runner import TrtRunner
 
@@ -138,6 +156,28 @@ RUNTIMES: tuple[Runtime, ...] = (
         False,
         _ort_runner,
         _always,
+    ),
+    Runtime(
+        "onnxruntime-cuda",
+        "ort-cuda",
+        "onnxruntime, CUDA execution provider",
+        ArtifactKind.ONNX,
+        (Precision.FP32, Precision.FP16, Precision.INT8),
+        "cuda",
+        True,
+        _ort_gpu("CUDA_PROVIDERS"),
+        _provider_probe("CUDAExecutionProvider"),
+    ),
+    Runtime(
+        "onnxruntime-trt",
+        "ort-trt",
+        "onnxruntime, TensorRT execution provider",
+        ArtifactKind.ONNX,
+        (Precision.FP32, Precision.FP16, Precision.INT8),
+        "cuda",
+        True,
+        _ort_gpu("TENSORRT_PROVIDERS"),
+        _provider_probe("TensorrtExecutionProvider"),
     ),
     Runtime(
         "tensorrt",

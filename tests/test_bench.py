@@ -22,7 +22,7 @@ def tiny_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     cfg = BenchConfig(
         model="nin-cifar10",
-        runtimes=["torch", "ort", "trt"],
+        runtimes=["torch", "ort", "ort-cuda", "ort-trt", "trt"],
         precisions=[Precision.FP32, Precision.INT8],
         batches=[1, 2],
         timing=TINY,
@@ -50,7 +50,7 @@ def test_results_validate_against_schema(tiny_results):
     schema = json.loads(resources.files("nin_export").joinpath("schemas/bench-result.schema.json").read_text())
     jsonschema.validate(data, schema)
     assert data["complete"] and data["config"]["baseline"] == "fc-cifar10"
-    assert len(data["rows"]) == 2 * 3 * 2 * 2  # models x backends x precisions x batches
+    assert len(data["rows"]) == 2 * 5 * 2 * 2  # models x runtimes x precisions x batches
 
 
 def test_rows_have_status_and_figures(tiny_results):
@@ -107,3 +107,17 @@ def test_cli_bench_and_report_errors(cli_run, tmp_path):
 
 def test_latency_stats_fields():
     assert {"min", "mean", "median", "p90", "p95", "p99", "max", "qps", "images_per_s"} <= set(LatencyStats.__dataclass_fields__)
+
+
+def test_onnxruntime_gpu_providers_are_rows_of_the_table(tiny_results):
+    """Available where onnxruntime-gpu is installed; elsewhere skipped with the reason."""
+    import onnxruntime as ort
+
+    res, _, _ = tiny_results
+    for name, provider in (("onnxruntime-cuda", "CUDAExecutionProvider"), ("onnxruntime-trt", "TensorrtExecutionProvider")):
+        rows = [r for r in res["rows"] if r["backend"] == name]
+        assert len(rows) == 2 * 2 * 2
+        if provider not in ort.get_available_providers():
+            assert all(r["status"] == "skipped" and provider in r["reason"] and "onnxruntime-gpu" in r["reason"] for r in rows)
+        elif not res["environment"].get("gpu"):
+            assert all(r["status"] == "skipped" and "GPU" in r["reason"] for r in rows)

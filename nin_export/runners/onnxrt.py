@@ -1,4 +1,5 @@
-"""onnxruntime runner (CPU by default; CUDA / TensorRT execution providers where installed)."""
+"""onnxruntime runner: the CPU execution provider by default; the CUDA and TensorRT execution providers
+where onnxruntime-gpu is installed (CUDA_PROVIDERS, TENSORRT_PROVIDERS)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,22 @@ import numpy as np
 from ..errors import BackendUnavailableError, OnnxFileError
 from .base import Runner
 
-__all__ = ["OrtRunner"]
+__all__ = ["OrtRunner", "CUDA_PROVIDERS", "TENSORRT_PROVIDERS", "provider_missing"]
+
+CUDA_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+# TensorRT first, CUDA for what TensorRT leaves, CPU last (onnxruntime's documented order)
+TENSORRT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+_GPU_HINT = "install onnxruntime-gpu in place of onnxruntime (pip uninstall onnxruntime; pip install onnxruntime-gpu)"
+
+
+def provider_missing(provider: str) -> str | None:
+    """Why onnxruntime here cannot offer ``provider`` (None: it can)."""
+    import onnxruntime as ort
+
+    if provider in ort.get_available_providers():
+        return None
+    return f"onnxruntime {ort.__version__} here has no {provider}: {_GPU_HINT}"
+
 
 _NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
@@ -30,11 +46,9 @@ class OrtRunner(Runner):
     def activate_impl(self) -> None:
         import onnxruntime as ort
 
-        missing = [p for p in self.providers if p not in ort.get_available_providers()]
-        if missing:
-            raise BackendUnavailableError(
-                f"onnxruntime here lacks {', '.join(missing)}; install onnxruntime-gpu for CUDA, or use the CPU provider"
-            )
+        for p in self.providers:
+            if (why := provider_missing(p)) is not None:
+                raise BackendUnavailableError(why)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if self.threads:
@@ -45,6 +59,12 @@ class OrtRunner(Runner):
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             where = "" if isinstance(self.model, bytes) else f" '{self.model}'"
             raise OnnxFileError(f"onnxruntime cannot load{where}: {str(e).strip().splitlines()[0][:200]}") from None
+        wanted, got = self.providers[0], self.session.get_providers()
+        if wanted not in got:  # onnxruntime falls back to the CPU, with a log line, when a GPU provider cannot start
+            raise BackendUnavailableError(
+                f"onnxruntime could not start {wanted} (it fell back to {', '.join(got)}): "
+                f"check the CUDA, cuDNN and TensorRT libraries onnxruntime-gpu needs"
+            )
         # Cast feeds to what each input declares (float16 I/O of an FP16 graph, say).
         self._dtypes = {i.name: _NP_TYPES[i.type] for i in self.session.get_inputs() if i.type in _NP_TYPES}
 
