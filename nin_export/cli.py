@@ -800,6 +800,14 @@ def report_cmd(results: tuple[str, ...], output_dir: str) -> None:
 )
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA where PyTorch sees a GPU), cpu or cuda.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation and the batch order.")
+@click.option(
+    "--amp",
+    type=click.Choice(["auto", "bf16", "off"]),
+    default="auto",
+    show_default=True,
+    help="Mixed precision: auto is bf16 autocast on a CPU with native bf16 kernels (AVX512-BF16, AMX), "
+    "else float32; weights and the optimizer stay float32.",
+)
 @click.option("--threads", type=int, default=None, help="CPU threads (default: torch's).")
 @click.option("--input-size", default=None, metavar="HxW", help="Input size (default: the model's).")
 @click.option("--in-channels", type=int, default=None, help="Input channels (default: the model's).")

@@ -59,6 +59,7 @@ class TrainSection:
     lr: float | None = None  # default: the optimizer's (train.DEFAULT_LR)
     dropout: float | None = 0.0  # while training (train.TrainOptions.dropout)
     seed: int = 0
+    amp: str = "auto"  # mixed precision (train.TrainOptions.amp)
 
 
 @dataclass
@@ -195,6 +196,7 @@ def _weights(cfg: PipelineConfig, state: _State, name: str, d: Path, say: Say) -
         lr=t.lr,
         dropout=t.dropout,
         seed=t.seed,
+        amp=t.amp,
         threads=cfg.threads,
         input_size=kw.get("input_size"),
         in_channels=kw.get("in_channels"),

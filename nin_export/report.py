@@ -232,7 +232,7 @@ def _write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-_ROW_KEYS = "model role backend device precision batch status reason params macs_per_image weight_bytes threads".split()
+_ROW_KEYS = "model role backend device precision batch status reason params macs_per_image weight_bytes".split()
 _LAT_KEYS = "median mean min p90 p95 p99 max".split()
 _MEM_KEYS = "peak_rss_bytes rss_before_load_bytes engine_device_memory_bytes gpu_peak_allocated_bytes".split()
 _QUALITY_KEYS = "top1_agreement cosine accuracy".split()
@@ -245,6 +245,7 @@ CSV_COLUMNS = [
     "iterations",
     *_MEM_KEYS,
     *_QUALITY_KEYS,
+    "threads",
 ]
 
 
@@ -259,6 +260,7 @@ def _csv_row(machine: str, r: dict[str, Any]) -> dict[str, Any]:
         "iterations": lat.get("iterations"),
         **{k: mem.get(k) for k in _MEM_KEYS},
         **{k: q.get(k) for k in _QUALITY_KEYS},
+        "threads": r.get("threads"),
     }
 
 

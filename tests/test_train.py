@@ -63,3 +63,21 @@ def test_train_cli_bad_recipe_is_one_line(cli_run, tmp_path):
     if not torch.cuda.is_available():
         assert_one_line_error(*cli_run("train", "--device", "cuda", "-o", out)[::2], "no CUDA")
     assert not out.exists()
+
+
+def test_mixed_precision_choice():
+    import torch
+
+    from nin_export.train import amp_dtype
+
+    cpu = torch.device("cpu")
+    assert amp_dtype("off", cpu) is None and amp_dtype("bf16", cpu) is torch.bfloat16
+    assert amp_dtype("auto", torch.device("cuda")) is None  # GPUs train in float32 (TF32), as the recipe grid did
+    with pytest.raises(NinExportError, match="--amp must be"):
+        amp_dtype("fp8", cpu)
+
+
+def test_patience_keeps_the_best_epoch(tmp_path):
+    meta = train("nin-cifar10", "digits", tmp_path / "p.pt", TrainOptions(epochs=3, patience=1, input_size=16, lr=1e-9))
+    # with a learning rate this small nothing improves after epoch 1: training stops at epoch 2 and keeps epoch 1
+    assert len(meta["history"]) == 2 and meta["kept_epoch"] == 1
