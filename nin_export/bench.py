@@ -16,7 +16,7 @@ import torch
 
 from ._bench_worker import BenchJob, run_job
 from ._io import ensure_dir, write_json
-from .data import Preprocess, open_source
+from .data import DEFAULT_DATA, Preprocess, open_source
 from .enums import Precision
 from .envinfo import environment
 from .errors import NinExportError, first_line
@@ -48,7 +48,7 @@ class BenchConfig:
     threads: int | None = None
     timing: TimingOptions = field(default_factory=TimingOptions)
     out_dir: str = "bench"
-    data: str | None = "digits"  # held-out reference images (agreement, accuracy) and INT8 calibration
+    data: str | None = DEFAULT_DATA  # held-out reference images (agreement, accuracy) and INT8 calibration
     eval_count: int = 200
     calib_count: int = 300
     weights: dict[str, str] = field(default_factory=dict)  # model -> checkpoint
@@ -141,7 +141,7 @@ def _graphs(cfg: BenchConfig, name: str, d: Path, work: Path, prep: _Prepared, s
                     fp32,
                     QuantizeOptions(
                         prec,
-                        calib_data=cfg.data or "digits",
+                        calib_data=cfg.data or DEFAULT_DATA,
                         calib_count=cfg.calib_count,
                         eval_count=min(cfg.eval_count, 64),
                         cache_dir=os.fspath(work / "calibration"),
@@ -290,6 +290,8 @@ def _measure_model(run: _Run, name: str, prep: _Prepared, reference: tuple | Non
                 why = f"skipped: no {prec.value} {rt.artifact.value} was made"
             if why is not None:
                 status, _, reason = why.partition(": ") if why.startswith(("failed: ", "skipped: ")) else ("skipped", "", why)
+                if artifact is not None and rt.artifact is ArtifactKind.ENGINE and status == "skipped":
+                    reason += " (the engine was built ahead of time: its size is recorded)"
                 run.add_rows(name, rt, prec, status, reason, artifact=artifact)
                 continue
             device = rt.resolve_device(run.gpu)

@@ -16,14 +16,15 @@ from rich.table import Table
 from . import __version__
 from ._format import fmt_bytes, fmt_int, fmt_macs
 from .bench import DEFAULT_BATCHES
+from .data import DEFAULT_DATA
 from .enums import CalibMethod, Optimizer, Precision
 from .errors import NinExportError
 from .export import DYNAMO_OPSET, TORCHSCRIPT_OPSET, Exporter
-from .models import DEFAULT_MODEL
+from .models import DEFAULT_FC_WIDTH, DEFAULT_MODEL
 from .quantize import DEFAULT_CACHE_DIR, DEFAULT_CALIB_COUNT, DEFAULT_EVAL_COUNT, MIN_CALIB_IMAGES
 from .runtimes import RUNTIMES, runtime_help
 from .timing import TimingOptions
-from .train import DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_PATIENCE, HEAD_BIAS
+from .train import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_PATIENCE, HEAD_BIAS
 from .trt._api import TrtFlavour
 from .trt.builder import DEFAULT_BATCH_PROFILE, DEFAULT_RTX_TARGETS, DEFAULT_WORKSPACE_MIB
 
@@ -137,7 +138,9 @@ def models_cmd() -> None:
 
 
 def _model_options(f: Callable) -> Callable:
-    f = click.option("--fc-width", type=int, default=None, help="Hidden width of an fc-* twin's head (default 4096).")(f)
+    f = click.option(
+        "--fc-width", type=int, default=None, help=f"Hidden width of an fc-* twin's head (default {DEFAULT_FC_WIDTH})."
+    )(f)
     f = click.option(
         "--init",
         type=click.Choice(["default", "paper"]),
@@ -679,7 +682,7 @@ _T = TimingOptions()
 @click.option("--min-ms", type=float, default=_T.min_ms, show_default=True, help="And at least this long per row.")
 @click.option(
     "--data",
-    default="digits",
+    default=DEFAULT_DATA,
     show_default=True,
     metavar="SRC",
     help="Held-out reference images and INT8 calibration ('none' to skip).",
@@ -757,7 +760,7 @@ def report_cmd(results: tuple[str, ...], output_dir: str) -> None:
 @click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True, help="Registered model.")
 @click.option(
     "--data",
-    default="digits",
+    default=DEFAULT_DATA,
     show_default=True,
     metavar="SRC",
     help="Image folder (one sub-directory per class), labelled .npz, or 'digits' (built in).",
@@ -770,7 +773,7 @@ def report_cmd(results: tuple[str, ...], output_dir: str) -> None:
     show_default=True,
     help="Stop when validation top-1 has not improved for this many epochs, keeping the best (0: off).",
 )
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Batch size.")
+@click.option("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, show_default=True, help="Batch size.")
 @click.option(
     "--optimizer",
     type=click.Choice([o.value for o in Optimizer]),
@@ -852,7 +855,7 @@ def train_cmd(model: str, data: str, output: str | None, **kw: Any) -> None:
 
 @cli.command("eval")
 @click.argument("artifact", type=click.Path(dir_okay=False))
-@click.option("--data", default="digits", show_default=True, metavar="SRC", help="Labelled images (same source as training).")
+@click.option("--data", default=DEFAULT_DATA, show_default=True, metavar="SRC", help="Labelled images (same source as training).")
 @click.option("--model", "-m", default=None, help="Model name, when the artifact does not carry it.")
 @click.option("--runtime", default=None, help=f"Runtime (default: the first that runs this kind of file): {runtime_help()}.")
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N held-out images only.")

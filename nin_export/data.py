@@ -35,10 +35,12 @@ __all__ = [
     "split_indices",
     "IMAGE_EXTENSIONS",
     "DataError",
+    "DEFAULT_DATA",
 ]
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-BUILTIN = ("digits",)
+DEFAULT_DATA = "digits"  # the built-in source every command uses when none is given
+BUILTIN = (DEFAULT_DATA,)
 SYNTHETIC = "synthetic"
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "VerificationError",
     "BackendUnavailableError",
     "FileFormatError",
+    "ModelOptionError",
     "first_line",
 ]
 
@@ -51,6 +52,10 @@ class VerificationError(NinExportError):
 
 class BackendUnavailableError(NinExportError):
     """A backend (TensorRT, CUDA, ...) that is not installed or cannot run here."""
+
+
+class ModelOptionError(NinExportError, ValueError):
+    """A model option out of range (num_classes, in_channels, fc_width below 1, ...)."""
 
 
 class FileFormatError(NinExportError):

@@ -22,6 +22,7 @@ from . import __version__
 from ._io import ensure_dir, read_json, sha256_file, write_json
 from .bench import BenchConfig, run_bench
 from .config import load_settings
+from .data import DEFAULT_DATA
 from .enums import CalibMethod, Precision
 from .errors import NinExportError
 from .evaluate import evaluate
@@ -31,7 +32,7 @@ from .parse import batch_profile_for
 from .quantize import DEFAULT_CACHE_DIR, DEFAULT_CALIB_COUNT, DEFAULT_EVAL_COUNT, QuantizeOptions, quantize
 from .report import render_report
 from .timing import TimingOptions
-from .train import DEFAULT_EPOCHS, DEFAULT_PATIENCE, TrainOptions, train
+from .train import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_PATIENCE, TrainOptions, train
 from .trt import BuildOptions, load_trt
 from .trt.builder import DEFAULT_WORKSPACE_MIB
 from .trt.convert import engine_from_onnx
@@ -55,7 +56,7 @@ Say = Callable[[str], None]
 class TrainSection:
     epochs: int = DEFAULT_EPOCHS
     patience: int | None = DEFAULT_PATIENCE  # stop on a validation plateau (None or 0: every epoch)
-    batch_size: int = 64
+    batch_size: int = DEFAULT_BATCH_SIZE
     lr: float | None = None  # default: the optimizer's (train.DEFAULT_LR)
     dropout: float | None = 0.0  # while training (train.TrainOptions.dropout)
     seed: int = 0
@@ -90,7 +91,7 @@ class BenchSection:
 class PipelineConfig:
     model: str = DEFAULT_MODEL
     baseline: str | None = None  # default: the model's FC-headed twin
-    data: str = "digits"  # training, calibration and evaluation images (one fixed split)
+    data: str = DEFAULT_DATA  # training, calibration and evaluation images (one fixed split)
     weights: dict[str, str] = field(default_factory=dict)  # model -> checkpoint: skip training it
     model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> create_model options
     out_dir: str = "runs/default"

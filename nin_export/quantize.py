@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 
 from ._io import atomic_path, check_schema, ensure_dir, read_json, write_json
-from .data import DataError, DataSource, Preprocess, Samples, open_source
+from .data import DEFAULT_DATA, DataError, DataSource, Preprocess, Samples, open_source
 from .enums import CalibMethod, Precision
 from .errors import FileFormatError, NinExportError, OnnxFileError, OutputPathError, VerificationError
 from .manifest import record_artifact
@@ -447,7 +447,7 @@ def quantize(
     dest = Path(output) if output else default_output(src, prec)
     if dest.resolve() == src.resolve():
         raise OutputPathError(f"output '{dest}' would overwrite the input: choose another -o")
-    spec = "synthetic" if options.allow_synthetic and options.calib_data is None else (options.calib_data or "digits")
+    spec = "synthetic" if options.allow_synthetic and options.calib_data is None else (options.calib_data or DEFAULT_DATA)
     source = open_source(spec, pre, allow_synthetic=options.allow_synthetic)
     result = QuantizeResult(dest, src, prec, None)  # type: ignore[arg-type]
     if meta.weights == "random-init":

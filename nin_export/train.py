@@ -24,10 +24,11 @@ from .meta import ModelMeta
 from .models import create_model, get_spec
 from .runners.torch_runner import resolve_device
 
-__all__ = ["TrainOptions", "train", "DEFAULT_LR", "HEAD_BIAS", "DEFAULT_EPOCHS", "DEFAULT_PATIENCE"]
+__all__ = ["TrainOptions", "train", "DEFAULT_LR", "HEAD_BIAS", "DEFAULT_EPOCHS", "DEFAULT_PATIENCE", "DEFAULT_BATCH_SIZE"]
 
 DEFAULT_EPOCHS = 10
-DEFAULT_PATIENCE = 3
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_PATIENCE = 2
 
 Progress = Callable[[str, int, int], None]  # (message, done, total)
 
@@ -40,7 +41,7 @@ class TrainOptions:
     # Stop when validation top-1 has not improved for this many epochs, and keep the best epoch's
     # weights (None or 0: run every epoch).
     patience: int | None = DEFAULT_PATIENCE
-    batch_size: int = 64
+    batch_size: int = DEFAULT_BATCH_SIZE
     lr: float | None = None  # peak of the one-cycle schedule; default DEFAULT_LR[optimizer]
     optimizer: Optimizer = Optimizer.ADAMW
     weight_decay: float = 1e-4

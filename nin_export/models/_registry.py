@@ -10,7 +10,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..errors import InputSizeError, NinExportError, UnknownModelError
+from ..errors import InputSizeError, ModelOptionError, NinExportError, UnknownModelError
 from ..parse import parse_input_size
 
 __all__ = [
@@ -125,13 +125,13 @@ def _defaults(spec: ModelSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
     if "fc_width" in kw and not spec.accepts("fc_width"):
         raise NinExportError(f"--fc-width applies to the fc-* twins only, not {spec.name}")
     if "fc_width" in kw and int(kw["fc_width"]) < 1:
-        raise ValueError(f"fc-width must be at least 1, got {kw['fc_width']}")
+        raise ModelOptionError(f"--fc-width must be at least 1, got {kw['fc_width']}")
     kw.setdefault("num_classes", spec.num_classes)
     kw.setdefault("in_channels", spec.in_channels)
     kw["input_size"] = parse_input_size(kw.get("input_size")) or spec.input_size
     for key in ("num_classes", "in_channels"):
         if int(kw[key]) < 1:
-            raise ValueError(f"{key.replace('_', '-')} must be at least 1, got {kw[key]}")
+            raise ModelOptionError(f"--{key.replace('_', '-')} must be at least 1, got {kw[key]}")
     return kw
 
 

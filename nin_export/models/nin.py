@@ -20,6 +20,7 @@ from torch import nn
 from ._registry import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, register_model
 
 __all__ = [
+    "DEFAULT_FC_WIDTH",
     "MlpConv",
     "NiN",
     "nin_cifar10",
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 Init = Literal["default", "paper"]
+DEFAULT_FC_WIDTH = 4096  # AlexNet's classifier width, the FC twins' default
 
 
 class MlpConv(nn.Sequential):
@@ -68,7 +70,7 @@ class NiN(nn.Module):
         in_channels: int,
         input_size: tuple[int, int],
         head: Literal["gap", "fc"] = "gap",
-        fc_width: int = 4096,
+        fc_width: int = DEFAULT_FC_WIDTH,
         dropout: float = 0.5,
         ceil_mode: bool = True,
         init: Init = "default",
@@ -212,7 +214,7 @@ def nin_cifar10(**kw) -> NiN:
 
 
 @register_model(**_CIFAR, head="fc", twin="nin-cifar10")
-def fc_cifar10(*, fc_width: int = 4096, **kw) -> NiN:
+def fc_cifar10(*, fc_width: int = DEFAULT_FC_WIDTH, **kw) -> NiN:
     """FC-headed twin of nin-cifar10: same trunk, AlexNet-style 3-layer FC head; fixed input size."""
     return _nin(_CIFAR_STAGES, _CIFAR_FINAL, head="fc", fc_width=fc_width, paper_std=(0.05, 0.05), **kw)
 
@@ -224,7 +226,7 @@ def nin_imagenet(**kw) -> NiN:
 
 
 @register_model(**_IMAGENET, head="fc", twin="nin-imagenet")
-def fc_imagenet(*, fc_width: int = 4096, **kw) -> NiN:
+def fc_imagenet(*, fc_width: int = DEFAULT_FC_WIDTH, **kw) -> NiN:
     """FC-headed twin of nin-imagenet: same trunk, AlexNet-style 3-layer FC head; fixed input size."""
     return _nin(_IMAGENET_STAGES, _IMAGENET_FINAL, head="fc", fc_width=fc_width, paper_std=(0.01, 0.05), **kw)
 
@@ -236,6 +238,6 @@ def nin_seed(**kw) -> NiN:
 
 
 @register_model(**dict(_IMAGENET, num_classes=10, crop_pct=1.0), head="fc", twin="nin-seed")
-def fc_seed(*, fc_width: int = 4096, **kw) -> NiN:
+def fc_seed(*, fc_width: int = DEFAULT_FC_WIDTH, **kw) -> NiN:
     """FC-headed twin of nin-seed: same trunk, AlexNet-style 3-layer FC head; fixed input size."""
     return _nin(_IMAGENET_STAGES, _SEED_FINAL, head="fc", fc_width=fc_width, ceil_mode=False, paper_std=(0.01, 0.05), **kw)

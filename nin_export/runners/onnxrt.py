@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, OnnxFileError
+from ..errors import BackendUnavailableError, OnnxFileError, first_line
 from .base import Runner
 
 __all__ = ["OrtRunner", "CUDA_PROVIDERS", "TENSORRT_PROVIDERS", "provider_missing"]
@@ -58,7 +58,7 @@ class OrtRunner(Runner):
             self.session = ort.InferenceSession(model, sess_options=opts, providers=self.providers)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             where = "" if isinstance(self.model, bytes) else f" '{self.model}'"
-            raise OnnxFileError(f"onnxruntime cannot load{where}: {str(e).strip().splitlines()[0][:200]}") from None
+            raise OnnxFileError(f"onnxruntime cannot load{where}: {first_line(e, 200)}") from None
         wanted, got = self.providers[0], self.session.get_providers()
         if wanted not in got:  # onnxruntime falls back to the CPU, with a log line, when a GPU provider cannot start
             raise BackendUnavailableError(
