@@ -6,13 +6,26 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from .errors import FileFormatError, OutputPathError, first_line
 
-__all__ = ["atomic_path", "write_json", "sha256_file", "ensure_dir", "read_json", "check_schema"]
+__all__ = [
+    "atomic_path",
+    "write_json",
+    "sha256_file",
+    "ensure_dir",
+    "read_json",
+    "check_schema",
+    "check_outputs",
+    "sweep_stale_temps",
+    "temp_prefix",
+]
+
+_TMP_SUFFIX = ".tmp"
 
 
 def ensure_dir(path: str | os.PathLike, what: str = "output directory", hint: str = "choose another with -o") -> Path:
@@ -21,20 +34,96 @@ def ensure_dir(path: str | os.PathLike, what: str = "output directory", hint: st
     p = Path(path)
     try:
         p.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-"):
+        with tempfile.NamedTemporaryFile(dir=p, prefix=temp_prefix("write-test")):
             pass
+    except FileExistsError:
+        raise OutputPathError(f"cannot write to {what} '{p}': a file of that name is in the way; {hint}") from None
+    except NotADirectoryError:
+        raise OutputPathError(f"cannot write to {what} '{p}': part of that path is a file, not a directory; {hint}") from None
     except OSError as e:
         raise OutputPathError(f"cannot write to {what} '{p}': {e.strerror or e}; {hint}") from None
     return p
 
 
+def temp_prefix(name: str) -> str:
+    """Temporary names carry the writer's PID, so that a later run can tell a killed run's leftovers
+    (whose process is gone) from a file another run is still writing."""
+    return f".{name}.nin-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_temps(directory: str | os.PathLike) -> list[Path]:
+    """Remove temporary files and folders that killed runs left in ``directory``; return them."""
+    removed = []
+    d = Path(directory)
+    if not d.is_dir():
+        return removed
+    for p in d.glob(".*.nin-*-*"):
+        try:
+            pid = int(p.name.rsplit(".nin-", 1)[1].split("-", 1)[0])
+        except (IndexError, ValueError):
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        try:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+def _same_file_key(p: Path) -> tuple:
+    try:
+        st = p.stat()
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:
+        return ("path", os.path.realpath(p))
+
+
+def check_outputs(outputs: Sequence[str | os.PathLike], inputs: Sequence[str | os.PathLike] = ()) -> None:
+    """Before any work starts: every output is a writable file path, none is an input (or an input's
+    ancestor, when the caller passes those as inputs too) under any name, and no two outputs of the
+    run are the same file."""
+    ins = {_same_file_key(Path(p)): Path(p) for p in inputs if p is not None and Path(p).exists()}
+    seen: dict[tuple, Path] = {}
+    for o in outputs:
+        o = Path(o)
+        if o.is_dir():
+            raise OutputPathError(f"output '{o}' is a directory: give a file name")
+        key = _same_file_key(o)
+        if key in ins:
+            same = "" if Path(ins[key]) == o else f" (the same file as '{ins[key]}')"
+            raise OutputPathError(
+                f"output '{o}' is an input of this command{same}: nin-export never overwrites its inputs; choose another output"
+            )
+        if key in seen:
+            raise OutputPathError(f"output '{o}' is also where this command writes '{seen[key].name}': choose another output")
+        seen[key] = o
+        parent = o.parent if str(o.parent) else Path(".")
+        if parent.exists() and not parent.is_dir():
+            raise OutputPathError(f"cannot write '{o}': '{parent}' is a file, not a directory; choose another output")
+        ensure_dir(parent, "output directory", "choose another output")
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``dest``; rename it onto ``dest`` only if the block succeeds."""
+    """Yield a temporary path beside ``dest``; rename it onto ``dest`` only if the block succeeds.
+    Leftovers of killed runs beside ``dest`` are removed first."""
     dest = Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=suffix + ".tmp")
+        sweep_stale_temps(dest.parent)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=temp_prefix(dest.name), suffix=suffix + _TMP_SUFFIX)
     except OSError as e:
         raise OutputPathError(f"cannot write '{dest}': {e.strerror or e}; choose another path") from None
     os.close(fd)

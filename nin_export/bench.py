@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ._bench_worker import BenchJob, run_job
-from ._io import ensure_dir, write_json
+from ._io import atomic_path, check_outputs, ensure_dir, write_json
 from .data import DEFAULT_DATA, Preprocess, open_source
 from .enums import Precision
 from .envinfo import environment
@@ -102,7 +102,8 @@ def _model_info(cfg: BenchConfig, name: str, d: Path) -> _Prepared:
     s = summarize(model, (c, h, w))
     ckpt = Path(cfg.weights[name]) if name in cfg.weights else d / f"{name}.pt"
     if name not in cfg.weights:  # the workers rebuild the same random-init model from this
-        torch.save({"state_dict": model.state_dict(), "meta": {"model": name, **model.config}}, ckpt)
+        with atomic_path(ckpt, suffix=".pt") as tmp:
+            torch.save({"state_dict": model.state_dict(), "meta": {"model": name, **model.config}}, tmp)
     info = {
         "params": s.params,
         "macs": s.macs,
@@ -188,7 +189,8 @@ def _reference(cfg: BenchConfig, name: str, prep: _Prepared, work: Path) -> tupl
     _, test = source.split()
     held = source.load(test[: cfg.eval_count])
     path = work / name / "reference_inputs.npy"
-    np.save(path, held.x)
+    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, held.x)
     model = prep.model.eval()
     with torch.no_grad():
         ref = np.concatenate([model(torch.from_numpy(held.x[i : i + 32])).numpy() for i in range(0, len(held.x), 32)])
@@ -321,6 +323,17 @@ def run_bench(
     (Ctrl-C keeps the rows finished so far) and return the results."""
     if not cfg.batches or any(b < 1 for b in cfg.batches):
         raise NinExportError(f"batch sizes must be positive, got {cfg.batches}")
+    t = cfg.timing
+    if not (0 <= t.warmup_ms < 3.6e6 and 0 <= t.min_ms < 3.6e6 and 1 <= t.min_iters <= 10**7):
+        raise NinExportError(
+            f"timing out of range: --warmup-ms and --min-ms must be in [0, 3600000) ms and --min-iters in "
+            f"1..10000000, got {t.warmup_ms:g}, {t.min_ms:g} and {t.min_iters}"
+        )
+    if cfg.threads is not None and cfg.threads < 1:
+        raise NinExportError(f"--threads must be at least 1, got {cfg.threads}")
+    if cfg.eval_count < 1 or cfg.calib_count < 1:
+        raise NinExportError("the evaluation and calibration counts must be positive")
+    check_outputs([Path(cfg.out_dir) / "results.json"], list(cfg.weights.values()))
     run = _Run(cfg, progress)
     for name, role in cfg.pair():
         run.say(f"{name}: preparing")

@@ -18,10 +18,10 @@ from ._format import fmt_bytes, fmt_int, fmt_macs
 from .bench import DEFAULT_BATCHES
 from .data import DEFAULT_DATA
 from .enums import CalibMethod, Optimizer, Precision
-from .errors import NinExportError
+from .errors import NinExportError, first_line
 from .export import DYNAMO_OPSET, TORCHSCRIPT_OPSET, Exporter
 from .models import DEFAULT_FC_WIDTH, DEFAULT_MODEL
-from .quantize import DEFAULT_CACHE_DIR, DEFAULT_CALIB_COUNT, DEFAULT_EVAL_COUNT, MIN_CALIB_IMAGES
+from .quantize import DEFAULT_AGREEMENT_FLOOR, DEFAULT_CACHE_DIR, DEFAULT_CALIB_COUNT, DEFAULT_EVAL_COUNT, MIN_CALIB_IMAGES
 from .runtimes import RUNTIMES, runtime_help
 from .timing import TimingOptions
 from .train import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_PATIENCE, HEAD_BIAS
@@ -33,18 +33,56 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 132)
 
 
-class Cli(click.Group):
-    """Turns every NinExportError into one line on stderr and exit status 1; Ctrl-C into 130."""
+DEBUG_ENV = "NIN_EXPORT_DEBUG"
 
-    def invoke(self, ctx: click.Context) -> Any:
+
+def _debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _one_line(e: BaseException) -> str:
+    """What the user reads: the message of our own errors, the cause of a system error, the type and
+    first line of anything else (with the way to see the traceback)."""
+    if isinstance(e, NinExportError):
+        return str(e)
+    if isinstance(e, click.ClickException):
+        return f"{e.format_message()} (see --help)"
+    if isinstance(e, OSError) and e.strerror:
+        where = f" '{e.filename}'" if e.filename else ""
+        return f"{e.strerror}{where}: free space or choose another path" if e.errno in (28, 27) else f"{e.strerror}{where}"
+    return f"unexpected {type(e).__name__}: {first_line(e)} (rerun with --debug for the traceback, and report it)"
+
+
+class Cli(click.Group):
+    """The one boundary: any exception, usage errors included, becomes one ``error:`` line on stderr and
+    exit status 1 (Ctrl-C: 130). ``--debug`` or NIN_EXPORT_DEBUG=1 prints the traceback first."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if "--debug" in argv[:1]:  # a global switch, before the command
+            os.environ[DEBUG_ENV] = "1"
+            argv = argv[1:]
         try:
-            return super().invoke(ctx)
-        except NinExportError as e:
-            err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except (click.Abort, KeyboardInterrupt):
             err_console.print("interrupted")
             sys.exit(130)
+        except Exception as e:  # noqa: BLE001  (the boundary: nothing escapes as a traceback)
+            if _debug():
+                import traceback
+
+                traceback.print_exc()
+            lines = _one_line(e).splitlines() or [type(e).__name__]
+            err_console.print(f"[bold red]error:[/] {escape(' '.join(line.strip() for line in lines))}", soft_wrap=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def _progress(msg: str) -> None:
@@ -53,10 +91,11 @@ def _progress(msg: str) -> None:
 
 def _warn(notes: list[str]) -> None:
     for note in notes:
-        err_console.print(f"[yellow]warning:[/] {escape(note)}")
+        err_console.print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True)
 
 
 def _bar() -> Progress:
+    """A progress bar on a terminal; off a terminal (logs, CI) the per-epoch and per-row lines suffice."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -64,6 +103,7 @@ def _bar() -> Progress:
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,
     )
 
 
@@ -82,6 +122,9 @@ def _print_headlines(heads: list[dict[str, Any]], with_machine: bool = True) -> 
 @click.version_option(__version__, prog_name="nin-export")
 def cli() -> None:
     """Network-in-Network from PyTorch to ONNX, FP16/INT8 and TensorRT, measured against its FC-headed twin.
+
+    Every mistake ends in one 'error:' line and exit status 1; 'nin-export --debug COMMAND ...' (or
+    NIN_EXPORT_DEBUG=1) prints the traceback too, for a bug report.
 
     \b
     Example:
@@ -321,12 +364,30 @@ def inspect_cmd(path: str) -> None:
 
 
 def _inspect_engine(path: str) -> None:
-    from .trt.inspect import describe_engine
+    from .trt.inspect import describe_engine, describe_plain_plan
 
     side, live, why = describe_engine(path)
+    if side is None:
+        plain = describe_plain_plan(Path(path))
+        err_console.print(f"[yellow]warning:[/] {escape(plain['note'])}", soft_wrap=True)
+        console.print(escape(f"{path}  {fmt_bytes(plain['bytes'])}, sha256 {plain['sha256'][:16]}..., plain plan (no sidecar)"))
+        console.print(escape(f"  {plain['validity']}"))
+    else:
+        _print_sidecar(path, side)
+    if live is None:
+        console.print(f"  [dim]engine not loaded: {escape(why)}[/]")
+        return
+    console.print(f"  device memory {fmt_bytes(live['device_memory_bytes'])}; {live['num_layers']} layers")
+    for layer in live["layers"]:
+        console.print(escape(f"    {layer}"))
+
+
+def _print_sidecar(path: str, side: dict[str, Any]) -> None:
     console.print(
-        escape(path) + f"  {fmt_bytes(side['bytes'])}, {side['flavour']} {side['trt_version']}, {side['precision']} "
-        f"({side['precision_path']})"
+        escape(
+            f"{path}  {fmt_bytes(side['bytes'])}, {side['flavour']} {side['trt_version']}, {side['precision']} "
+            f"({side['precision_path']})"
+        )
     )
     gpu = side.get("gpu") or {}
     console.print(
@@ -347,12 +408,6 @@ def _inspect_engine(path: str) -> None:
             f"{side['build_seconds']} s by {side.get('producer', '?')}"
         )
     )
-    if live is None:
-        console.print(f"  [dim]engine not loaded: {escape(why)}[/]")
-        return
-    console.print(f"  device memory {fmt_bytes(live['device_memory_bytes'])}; {live['num_layers']} layers")
-    for layer in live["layers"]:
-        console.print(escape(f"    {layer}"))
 
 
 def _print_profiles(profiles: dict[str, dict[str, list[int]]]) -> None:
@@ -407,6 +462,13 @@ def _quantize_options(f: Callable) -> Callable:
             click.option(
                 "--quantize-head", is_flag=True, default=False, help="INT8: also quantize global average pooling and what follows."
             ),
+            click.option(
+                "--agreement-floor",
+                type=float,
+                default=DEFAULT_AGREEMENT_FLOOR,
+                show_default=True,
+                help="INT8 with trained weights: the least top-1 agreement with FP32 on held-out images that passes.",
+            ),
         ]
     ):
         f = opt(f)
@@ -422,6 +484,7 @@ def _make_quantize_options(
     calib_cache: str | None,
     no_calib_cache: bool,
     quantize_head: bool,
+    agreement_floor: float,
     keep_io_types: bool = True,
     synthetic: bool = False,
 ):
@@ -438,6 +501,7 @@ def _make_quantize_options(
         eval_count=eval_count,
         allow_synthetic=synthetic,
         quantize_head=quantize_head,
+        agreement_floor=agreement_floor,
         cache_dir=None if no_calib_cache else (calib_cache or DEFAULT_CACHE_DIR),
     )
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -82,23 +83,41 @@ class Preprocess:
         return ((pixels - mean) / std).astype(np.float32)
 
     def image(self, img: "Any") -> np.ndarray:
-        """A PIL image -> (C, H, W) float32, normalized."""
+        """A PIL image -> (C, H, W) float32, normalized. 8-bit images are scaled by 255; 16-bit ones by
+        65535 and float ones taken as [0, 1] (outside it: ValueError), never clipped to 8 bits."""
         from PIL import Image
 
         h, w = self.input_size
-        img = img.convert("RGB" if self.in_channels == 3 else "L")
+        if img.mode.startswith("I") or img.mode == "F":
+            img = Image.fromarray(_unit_range(img), mode="F")  # one channel, in [0, 1]
+            scale = 1.0
+        else:
+            img = img.convert("RGB" if self.in_channels == 3 else "L")
+            scale = 255.0
         if self.crop_pct < 1.0:
-            scale = max(h, w) / self.crop_pct / min(img.size)
-            img = img.resize((max(w, round(img.size[0] * scale)), max(h, round(img.size[1] * scale))), Image.BILINEAR)
+            ratio = max(h, w) / self.crop_pct / min(img.size)
+            img = img.resize((max(w, round(img.size[0] * ratio)), max(h, round(img.size[1] * ratio))), Image.BILINEAR)
             left, top = (img.size[0] - w) // 2, (img.size[1] - h) // 2
             img = img.crop((left, top, left + w, top + h))
         else:
             img = img.resize((w, h), Image.BILINEAR)
-        arr = np.asarray(img, np.float32) / 255.0
+        arr = np.asarray(img, np.float32) / scale
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         if arr.shape[0] != self.in_channels:  # e.g. a 1-channel image for a 4-channel model
             arr = np.repeat(arr[:1], self.in_channels, axis=0)
         return self.normalize(arr[None])[0]
+
+
+def _unit_range(img: Any) -> np.ndarray:
+    """A 16/32-bit integer or float PIL image as float32 in [0, 1]."""
+    arr = np.asarray(img, np.float64)
+    if img.mode == "F":
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise ValueError("a float image with values outside [0, 1]")
+        return arr.astype(np.float32)
+    if arr.min() < 0 or arr.max() > 65535:
+        raise ValueError("a 32-bit image with values outside 0..65535")
+    return (arr / 65535.0).astype(np.float32)
 
 
 @dataclass
@@ -174,18 +193,36 @@ class ImageFolder(DataSource):
 
         want = "RGB" if self.pre.in_channels == 3 else "L"
         xs, ys = [], []
-        skipped = {"files that are not images": self.not_images, "images that failed to decode": 0}
+        skipped = {
+            "files that are not images": self.not_images,
+            "images that failed to decode": 0,
+            f"images over {Image.MAX_IMAGE_PIXELS:,} pixels (decompression-bomb guard)": 0,
+            "float or 32-bit images with values outside their range": 0,
+        }
         converted: dict[str, int] = {}
         for i in indices:
             path = self.files[int(i)]
             try:
-                with Image.open(path) as img:
-                    img.load()
-                    if img.mode not in (want, "P", "RGBA" if want == "RGB" else want):
-                        key = f"{img.mode}->{want}"
-                        converted[key] = converted.get(key, 0) + 1
-                    xs.append(self.pre.image(img))
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(path) as img:
+                        img.load()
+                        if img.mode not in (want, "P", "RGBA" if want == "RGB" else want):
+                            key = f"{img.mode}->{want}"
+                            converted[key] = converted.get(key, 0) + 1
+                        xs.append(self.pre.image(img))
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+                skipped[f"images over {Image.MAX_IMAGE_PIXELS:,} pixels (decompression-bomb guard)"] += 1
+                continue
+            except ValueError as e:
+                key = (
+                    "float or 32-bit images with values outside their range"
+                    if "outside" in str(e)
+                    else "images that failed to decode"
+                )
+                skipped[key] += 1
+                continue
+            except (UnidentifiedImageError, OSError, SyntaxError, EOFError):
                 skipped["images that failed to decode"] += 1
                 continue
             if self.classes:
@@ -232,6 +269,8 @@ class ArrayFile(DataSource):
         idx = np.asarray(indices, np.int64)
         x = self.x[idx]
         x = self.pre.normalize(x.astype(np.float32) / 255.0) if x.dtype == np.uint8 else x.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise DataError(f"'{self.path}' holds NaN or infinite values: clean the array before calibrating or evaluating")
         return Samples(x, self.y[idx] if self.y is not None else None)
 
 

@@ -15,7 +15,7 @@ from .data import DataError, open_source
 from .errors import NinExportError
 from .meta import ModelMeta
 from .models import get_spec, load_checkpoint
-from .onnx_utils import load_onnx, read_metadata
+from .onnx_utils import check_metadata_matches_graph, load_onnx, read_metadata
 from .runtimes import ArtifactKind, RunTarget, Runtime, get_runtime, runtime_for_artifact
 from .trt import read_sidecar
 
@@ -59,7 +59,10 @@ def artifact_meta(path: Path) -> tuple[ArtifactKind, ModelMeta]:
     if kind is ArtifactKind.CHECKPOINT:
         return kind, load_checkpoint(path)[1]
     if kind is ArtifactKind.ONNX:
-        return kind, ModelMeta.from_dict(read_metadata(load_onnx(path, check=False)), f"ONNX metadata of '{path}'")
+        model = load_onnx(path, check=False)
+        meta = ModelMeta.from_dict(read_metadata(model), f"ONNX metadata of '{path}'")
+        check_metadata_matches_graph(meta, model, path)
+        return kind, meta
     return kind, ModelMeta.from_dict(read_sidecar(path).get("model_metadata"), f"sidecar of '{path}'")
 
 
@@ -78,6 +81,8 @@ def evaluate(
     path = Path(artifact)
     if not path.is_file():
         raise NinExportError(f"'{path}' not found")
+    if limit is not None and limit < 1:
+        raise NinExportError(f"--limit must be at least 1, got {limit}")
     kind, meta = artifact_meta(path)
     rt = get_runtime(runtime) if runtime else runtime_for_artifact(kind)
     if rt.artifact is not kind:

@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from . import __version__
-from ._io import atomic_path, ensure_dir, sha256_file
+from ._io import atomic_path, check_outputs, ensure_dir, sha256_file, sweep_stale_temps, temp_prefix
 from .data import Preprocess
 from .enums import StrEnum
 from .errors import BackendUnavailableError, InputSizeError, NinExportError, OnnxFileError, VerificationError, first_line
-from .manifest import record_artifact
+from .manifest import MANIFEST_NAME, record_artifact
 from .meta import ModelMeta
 from .onnx_utils import count_nodes, load_onnx, opset_of, set_metadata
 from .runners.onnxrt import OrtRunner
@@ -295,8 +295,10 @@ def export_model(
     exporter, opset = opts.resolved()
     c, (h, w) = model.config["in_channels"], model.config["input_size"]
     onnx_path, sim_path = out / f"{name}.onnx", out / f"{name}.sim.onnx"
+    check_outputs([onnx_path, *([sim_path] if opts.simplify else []), out / MANIFEST_NAME], [weights] if weights else [])
+    sweep_stale_temps(out)
     say(f"exporting {name} to ONNX (opset {opset}, {exporter.value} exporter)")
-    with tempfile.TemporaryDirectory(prefix=".nin-export-", dir=out) as tmp:
+    with tempfile.TemporaryDirectory(prefix=temp_prefix("export"), dir=out) as tmp:
         raw = Path(tmp) / "raw.onnx"  # never renamed onto onnx_path: only the checked proto is written there
         _torch_export(model, raw, (opts.batch or 1, c, h, w), opts, exporter, opset)
         proto = onnx.load(os.fspath(raw))

@@ -12,7 +12,7 @@ from typing import Any
 
 from ._io import sha256_file, write_json
 
-__all__ = ["MANIFEST_NAME", "tool_versions", "record_artifact", "read_manifest"]
+__all__ = ["MANIFEST_NAME", "tool_versions", "record_artifact", "read_manifest", "lineage"]
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -71,3 +71,15 @@ def record_artifact(
     data["artifacts"][path.name] = entry
     write_json(path.parent / MANIFEST_NAME, data)
     return entry
+
+
+def lineage(path: str | os.PathLike) -> list[Path]:
+    """``path`` and the artifacts it was made from, as its directory's manifest records them (parent,
+    grandparent, ...): the files a command reading ``path`` must never overwrite."""
+    path = Path(path)
+    arts = read_manifest(path.parent)["artifacts"]
+    out, name = [path], path.name
+    while name in arts and arts[name].get("parent") and len(out) < 32:
+        name = arts[name]["parent"]
+        out.append(path.parent / name)
+    return out

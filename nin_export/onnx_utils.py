@@ -177,3 +177,22 @@ def describe_onnx(path: str | os.PathLike) -> OnnxInfo:
         params=_param_count(model),
         metadata=read_metadata(model),
     )
+
+
+def check_metadata_matches_graph(meta: Any, model: onnx.ModelProto, where: str | os.PathLike) -> None:
+    """Refuse, in one line, metadata whose channels or input size contradict the graph's fixed input dims
+    (a ModelMeta; metadata that lies would otherwise surface as onnxruntime's shape errors)."""
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if not inputs or meta.in_channels is None:
+        return
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4:
+        raise OnnxFileError(f"'{where}' takes a {len(dims)}-d input; nin-export models take NCHW images")
+    said = [meta.in_channels, *(meta.input_size or (None, None))]
+    for d, m in zip(dims[1:], said):
+        if d is not None and m is not None and d != m:
+            raise OnnxFileError(
+                f"'{where}' metadata says input {'x'.join(map(str, said))} (CxHxW) but the graph takes "
+                f"{'x'.join(str(x) if x else '?' for x in dims[1:])}: re-export it with 'nin-export onnx'"
+            )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from ._io import ensure_dir, read_json, sha256_file, write_json
+from ._io import check_outputs, ensure_dir, read_json, sha256_file, write_json
 from .bench import BenchConfig, run_bench
 from .config import load_settings
 from .data import DEFAULT_DATA
@@ -330,6 +330,8 @@ def run_pipeline(cfg: PipelineConfig, progress: Say | None = None) -> dict[str, 
     say = progress or (lambda _m: None)
     names = cfg.models()
     out = ensure_dir(cfg.out_dir)
+    trained = [out / n / f"{n}.pt" for n in names if n not in cfg.weights]
+    check_outputs([out / STATE_NAME, out / "summary.json", *trained], list(cfg.weights.values()))
     state = _State(out, say)
     have_trt = False
     if cfg.build.engines:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ._format import fmt_bytes
-from ._io import atomic_path, ensure_dir
+from ._io import atomic_path, check_outputs, ensure_dir
 from .results import load_results
 from .summary import WEIGHT_BYTES_RULE
 
@@ -403,6 +403,9 @@ def _accuracy_vs_latency(results: list[dict[str, Any]], out: Path) -> Path | Non
     return _save(fig, out / "accuracy_vs_latency.png")
 
 
+_PLOT_NAMES = ("latency_vs_batch", "size_bars", "memory_vs_latency", "accuracy_vs_latency")
+
+
 def _plots(results: list[dict[str, Any]], out: Path) -> list[Path]:
     made = [
         _latency_vs_batch(results, out),
@@ -447,8 +450,11 @@ def render_report(
 ) -> dict[str, Any]:
     """Write report.md, results.csv and PNG plots into ``out_dir``; return their paths and the headline.
     ``accuracy`` (model -> artifact -> evaluation, from the pipeline) adds a table of accuracy per artifact."""
+    paths = list(paths)
     results = load_results(paths)
     out = ensure_dir(out_dir)
+    names = ["report.md", "results.csv", "headline.json", *(f"{n}.png" for n in _PLOT_NAMES)]
+    check_outputs([out / n for n in names], paths)
     md: list[str] = [
         "# nin-export benchmark: NiN vs its FC-headed twin",
         "",

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._io import atomic_path, ensure_dir
+from ._io import atomic_path, check_outputs
 from .data import DataError, DataSource, Preprocess, Samples, open_source
 from .enums import Optimizer
 from .errors import NinExportError
@@ -80,6 +80,12 @@ def _check(opts: TrainOptions) -> tuple[Optimizer, float]:
         raise NinExportError("--epochs, --batch-size and --lr must be positive (and --lr finite)")
     if opts.dropout is not None and not 0.0 <= opts.dropout < 1.0:
         raise NinExportError(f"--dropout must be in [0, 1), got {opts.dropout}")
+    if opts.threads is not None and opts.threads < 1:
+        raise NinExportError(f"--threads must be at least 1, got {opts.threads}")
+    if opts.head_bias is not None and not math.isfinite(opts.head_bias):
+        raise NinExportError(f"--head-bias must be a finite number, got {opts.head_bias}")
+    if not 0.0 < opts.val_fraction < 1.0:
+        raise NinExportError(f"the validation fraction must be in (0, 1), got {opts.val_fraction}")
     if opts.patience is not None and opts.patience < 0:
         raise NinExportError(f"--patience must be 0 (off) or positive, got {opts.patience}")
     return optimizer, lr
@@ -169,6 +175,11 @@ class _Loop:
             idx = perm[i : i + bs]
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
                 loss = self.loss_fn(self.model(xf[idx]), yf[idx])
+            if not torch.isfinite(loss.detach()):
+                raise NinExportError(
+                    f"training diverged: the loss is {float(loss)} at step {self.step + 1} (epoch {epoch}); "
+                    f"lower --lr (nothing was written)"
+                )
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -235,7 +246,7 @@ def train(
     say = progress or (lambda _m, _d, _t: None)
     optimizer, lr = _check(opts)
     out = Path(output)
-    ensure_dir(out.parent if str(out.parent) else ".", "checkpoint directory", "choose another -o")  # before any work
+    check_outputs([out], [data] if Path(data).exists() else [])  # before any work: a finished training is never lost
     device = resolve_device(opts.device)
     if opts.threads:
         torch.set_num_threads(opts.threads)

@@ -35,7 +35,7 @@ def test_image_folder_recursive_skips_and_converts(tmp_path):
     assert len(src) == 9 and src.classes == ["cat", "dog"]
     s = src.load(range(len(src)))
     assert s.x.shape == (8, 3, 32, 32)
-    assert s.skipped == {"files that are not images": 1, "images that failed to decode": 1}
+    assert {k: v for k, v in s.skipped.items() if v} == {"files that are not images": 1, "images that failed to decode": 1}
     assert s.converted == {"L->RGB": 2}
     assert sorted(set(s.y.tolist())) == [0, 1]
     assert any("converted 2 images from L to RGB" in n for n in s.notes())
@@ -73,3 +73,27 @@ def test_bad_sources(tmp_path):
     with pytest.raises(DataError, match="--synthetic"):
         open_source("synthetic", PRE)
     assert open_source("synthetic", PRE, allow_synthetic=True).synthetic
+
+
+def test_deep_and_float_images_are_scaled_not_clipped(tmp_path):
+    """16-bit images scale by 65535, float images in [0, 1] are taken as they are; nothing clips at 255."""
+    gray = Preprocess((8, 8), 1, (0.0,), (1.0,))
+    (tmp_path / "a").mkdir()
+    Image.fromarray(np.full((8, 8), 65535 // 2, np.uint16)).save(tmp_path / "a" / "half16.png")
+    Image.fromarray(np.full((8, 8), 0.25, np.float32), mode="F").save(tmp_path / "a" / "quarter.tif")
+    Image.fromarray(np.full((8, 8), 7.0, np.float32), mode="F").save(tmp_path / "a" / "seven.tif")
+    s = open_source(tmp_path, gray).load(range(3))
+    values = sorted(float(x.mean()) for x in s.x)
+    assert values == pytest.approx([0.25, 0.5], abs=1e-3)
+    assert sum(s.skipped.values()) == 1 and any("outside" in k for k, v in s.skipped.items() if v)
+
+
+def test_decompression_bombs_are_skipped_with_a_reason(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    (tmp_path / "a").mkdir()
+    Image.new("L", (64, 64)).save(tmp_path / "a" / "big.png")
+    Image.new("L", (8, 8)).save(tmp_path / "a" / "small.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)  # 64x64 is 4x over: a "bomb" at this limit
+    s = open_source(tmp_path, PRE).load(range(2))
+    assert len(s.x) == 1 and any("decompression-bomb" in n for n in s.notes())

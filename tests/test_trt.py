@@ -159,8 +159,12 @@ def test_cli_trt_and_inspect(cli_run, graphs, tmp_path):
     assert_one_line_error(*cli_run("trt", src, "--batch", "4:2:1", "--backend", "tensorrt-rtx")[::2], "unsupported profile")
     assert_one_line_error(*cli_run("trt", src, "--int8", "--backend", "tensorrt-rtx")[::2], "already an FP16 graph")
     assert_one_line_error(*cli_run("trt", tmp_path / "none.onnx")[::2], "not found")
-    (tmp_path / "nosidecar.engine").write_bytes(b"plan")
-    assert_one_line_error(*cli_run("inspect", tmp_path / "nosidecar.engine")[::2], "sidecar")
+    (tmp_path / "nosidecar.engine").write_bytes(b"plan")  # a plain plan, as trtexec writes: a warning, not a refusal
+    code, out, err = cli_run("inspect", tmp_path / "nosidecar.engine")
+    assert code == 0 and "plain plan" in out and "not valid here (malformed engine)" in out
+    assert err.count("\n") == 1 and err.startswith("warning:") and "sidecar" in err
+    (tmp_path / "m.engine").write_bytes((tmp_path / "m.engine").read_bytes() + b"x")  # no longer what the sidecar says
+    assert_one_line_error(*cli_run("inspect", tmp_path / "m.engine")[::2], "not the engine its sidecar describes")
 
 
 @needs_rtx

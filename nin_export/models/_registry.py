@@ -24,6 +24,8 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "nin-cifar10"  # what every command uses when no --model is given
+# Bounds on model options: far beyond any image classifier, short of what exhausts memory building it.
+MAX_IN_CHANNELS, MAX_CLASSES, MAX_FC_WIDTH, MAX_INPUT_SIZE = 64, 100_000, 65_536, 4096
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -124,14 +126,14 @@ def _defaults(spec: ModelSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
     kw = {k: v for k, v in kwargs.items() if v is not None}  # None keeps the model's own default
     if "fc_width" in kw and not spec.accepts("fc_width"):
         raise NinExportError(f"--fc-width applies to the fc-* twins only, not {spec.name}")
-    if "fc_width" in kw and int(kw["fc_width"]) < 1:
-        raise ModelOptionError(f"--fc-width must be at least 1, got {kw['fc_width']}")
     kw.setdefault("num_classes", spec.num_classes)
     kw.setdefault("in_channels", spec.in_channels)
     kw["input_size"] = parse_input_size(kw.get("input_size")) or spec.input_size
-    for key in ("num_classes", "in_channels"):
-        if int(kw[key]) < 1:
-            raise ModelOptionError(f"--{key.replace('_', '-')} must be at least 1, got {kw[key]}")
+    for key, top in (("fc_width", MAX_FC_WIDTH), ("in_channels", MAX_IN_CHANNELS), ("num_classes", MAX_CLASSES)):
+        if key in kw and not 1 <= int(kw[key]) <= top:
+            raise ModelOptionError(f"--{key.replace('_', '-')} must be in 1..{top}, got {kw[key]}")
+    if max(kw["input_size"]) > MAX_INPUT_SIZE:
+        raise ModelOptionError(f"--input-size {kw['input_size'][0]}x{kw['input_size'][1]} is over {MAX_INPUT_SIZE} pixels a side")
     return kw
 
 

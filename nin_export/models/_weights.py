@@ -86,6 +86,12 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
             f"{source} do not fit {name}: {'; '.join(parts)}. "
             "Are they for another model, or another --num-classes/--in-channels/--input-size?"
         )
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise WeightsError(
+            f"{source} hold NaN or infinite values (in {_first(bad)}): a diverged training? "
+            f"use a checkpoint saved before it diverged"
+        )
     model.load_state_dict(state_dict, strict=True)
 
 

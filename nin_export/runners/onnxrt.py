@@ -74,9 +74,12 @@ class OrtRunner(Runner):
 
     def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]
-        return dict(
-            zip(names, self.session.run(names, {k: v.astype(self._dtypes.get(k, v.dtype), copy=False) for k, v in feed.items()}))
-        )
+        cast = {k: v.astype(self._dtypes.get(k, v.dtype), copy=False) for k, v in feed.items()}
+        try:
+            return dict(zip(names, self.session.run(names, cast)))
+        except Exception as e:  # onnxruntime's own types: a graph whose declared shapes lie, say
+            shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in cast.items())
+            raise OnnxFileError(f"onnxruntime failed on {shapes}: {first_line(e, 200)}") from None
 
     def deactivate_impl(self) -> None:
         self.session = None

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import onnx
 
 from .. import __version__
-from .._io import atomic_path, sha256_file, write_json
+from .._io import atomic_path, check_outputs, sha256_file, write_json
 from ..enums import Precision
 from ..errors import NinExportError
 from ..meta import ModelMeta
@@ -206,8 +206,8 @@ def _check_options(opts: BuildOptions, trtm: TrtModule, notes: list[str]) -> Non
         )
     if opts.targets and not trtm.supports_aot_targets:
         raise NinExportError(f"--target applies to TensorRT-RTX; {trtm.describe()} builds for the GPU it runs on")
-    if opts.workspace_mib < 1:
-        raise NinExportError(f"--workspace must be at least 1 MiB, got {opts.workspace_mib}")
+    if not 1 <= opts.workspace_mib <= 1 << 20:
+        raise NinExportError(f"--workspace must be in 1..{1 << 20} MiB, got {opts.workspace_mib}")
     if opts.timing_cache and trtm.is_rtx:
         notes.append("--timing-cache ignored: TensorRT-RTX's timing cache has no effect and would force a GPU during the build")
 
@@ -337,6 +337,7 @@ def build_engine(
     precision = Precision.FP16 if opts.builder_fp16 else graph_precision(model)
     profiles = resolve_profiles(model, opts)
     out = Path(output) if output else default_engine_path(src, precision, trtm)
+    check_outputs([out, sidecar_path(out)], [src])
     log: list[str] = []
     logger = _logger(trtm, log)
     builder, network = _parse(trtm, src, not opts.builder_fp16, logger, say)

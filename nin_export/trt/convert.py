@@ -12,12 +12,15 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from .._io import check_outputs
 from ..enums import Precision
 from ..errors import NinExportError
-from ..manifest import record_artifact
+from ..manifest import MANIFEST_NAME, lineage, record_artifact
 from ..onnx_utils import graph_precision, load_onnx
-from ..quantize import QuantizeOptions, quantize
-from .builder import BuildOptions, BuildResult, build_engine
+from ..quantize import QuantizeOptions, default_output, quantize
+from ._api import load_trt
+from .builder import BuildOptions, BuildResult, build_engine, default_engine_path
+from .sidecar import sidecar_path
 
 __all__ = ["engine_from_onnx", "conversion_needed"]
 
@@ -54,13 +57,21 @@ def engine_from_onnx(
     say = progress or (lambda _m: None)
     src = Path(onnx_path)
     model = load_onnx(src)
-    convert_to = conversion_needed(graph_precision(model), precision, options.builder_fp16)
+    graph = graph_precision(model)
+    convert_to = conversion_needed(graph, precision, options.builder_fp16)
+    trtm = load_trt(options.flavour)  # a missing TensorRT fails here, before any conversion
+    # Every file this command writes, checked before any work: never an input, its ancestors, or each other.
+    graph_out = default_output(src, convert_to) if convert_to is not None else src
+    built = Precision.FP16 if options.builder_fp16 else (convert_to or graph)
+    engine = Path(output) if output else default_engine_path(graph_out, built, trtm)
+    writes = [engine, sidecar_path(engine), engine.parent / MANIFEST_NAME]
+    check_outputs(([graph_out] if convert_to is not None else []) + writes, lineage(src))
     notes: list[str] = []
     steps: list[str] = []
     if convert_to is not None:
         qopts = quantize_options or QuantizeOptions(convert_to)
         qopts.precision = convert_to
-        q = quantize(src, qopts, progress=say, model=model)
+        q = quantize(src, qopts, output=graph_out, progress=say, model=model)
         a = q.agreement
         notes += q.notes
         steps.append(
@@ -70,7 +81,7 @@ def engine_from_onnx(
         if q.cache:
             steps.append(f"calibration cache: {q.cache}")
         src, model = q.path, None
-    res = build_engine(src, options, output, progress=say, model=model)
+    res = build_engine(src, options, engine, progress=say, model=model)
     res.notes = notes + res.notes
     res.steps = steps + res.steps
     i = res.info

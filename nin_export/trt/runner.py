@@ -12,12 +12,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..enums import Precision
-from ..errors import NinExportError
+from ..errors import BackendUnavailableError, NinExportError
 from ..runners.base import Runner
 from ..runners.onnxrt import OrtRunner
 from ..verify import compare, random_inputs, tolerance_for
 from ._api import TrtFlavour, load_trt
-from .sidecar import check_compatible, current_gpu, read_sidecar
+from .sidecar import check_compatible, current_gpu, read_sidecar, sidecar_path
 
 __all__ = ["TrtRunner", "verify_engine"]
 
@@ -37,6 +37,26 @@ def _torch_dtype(trt: Any, dt: Any):
     return table[dt]
 
 
+PLAIN_PLAN_NOTE = (
+    "no sidecar beside the engine (a plain plan, such as trtexec writes): nothing is known of how it was "
+    "built, so TensorRT's own validity check decides"
+)
+
+
+def engine_validity(trtm: Any, runtime: Any, data: bytes) -> str | None:
+    """Why TensorRT says the plan cannot run here (its diagnostics named), or None when it can or the
+    installed TensorRT has no such check (TensorRT-RTX has; 10.x and 11.x find out when deserializing)."""
+    if not hasattr(runtime, "get_engine_validity"):
+        return None
+    validity = runtime.get_engine_validity(data)
+    status, diag = validity if isinstance(validity, tuple) else (validity, 0)
+    if not str(status).endswith("INVALID"):
+        return None
+    flags = getattr(trtm.trt, "EngineInvalidityDiagnostics", None)
+    names = [n.lower().replace("_", " ") for n in dir(flags) if n.isupper() and int(diag) & int(getattr(flags, n))] if flags else []
+    return ", ".join(names) or "no GPU to check it against"
+
+
 class TrtRunner(Runner):
     name = "tensorrt"
 
@@ -45,12 +65,24 @@ class TrtRunner(Runner):
         self.engine_path = Path(engine)
         self.profile = profile
         self.sidecar: dict[str, Any] = {}
+        self.notes: list[str] = []
         self.last_end_to_end_s: float | None = None
 
     def activate_impl(self) -> None:
-        self.sidecar = read_sidecar(self.engine_path)
-        trtm = load_trt(TrtFlavour(self.sidecar["flavour"]))
-        check_compatible(self.sidecar, trtm, current_gpu())
+        if not self.engine_path.is_file():
+            raise NinExportError(f"engine '{self.engine_path}' not found: build one with 'nin-export trt MODEL.onnx'")
+        if sidecar_path(self.engine_path).exists():
+            self.sidecar = read_sidecar(self.engine_path)
+            trtm = load_trt(TrtFlavour(self.sidecar["flavour"]))
+            check_compatible(self.sidecar, trtm, current_gpu())
+        else:  # a plain plan (trtexec's, say): TensorRT's own checks decide
+            self.sidecar = {}
+            self.notes.append(PLAIN_PLAN_NOTE)
+            trtm = load_trt()
+            if current_gpu() is None:
+                raise BackendUnavailableError(
+                    "no CUDA GPU is visible here (or torch has no CUDA): engines run only on an NVIDIA GPU"
+                )
         import torch  # lazy: CUDA buffers only where an engine runs
 
         trt = trtm.trt
@@ -58,11 +90,9 @@ class TrtRunner(Runner):
         self.logger = trt.Logger(trt.Logger.ERROR)
         self.runtime = trt.Runtime(self.logger)
         data = self.engine_path.read_bytes()
-        if hasattr(self.runtime, "get_engine_validity"):
-            validity = self.runtime.get_engine_validity(data)
-            status = validity[0] if isinstance(validity, tuple) else validity
-            if str(status).endswith("INVALID"):
-                raise NinExportError(f"{trtm.describe()} says '{self.engine_path}' is not valid on this system; rebuild it here")
+        why = engine_validity(trtm, self.runtime, data)
+        if why is not None:
+            raise NinExportError(f"{trtm.describe()} says '{self.engine_path}' cannot run here ({why}); rebuild it here")
         self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             raise NinExportError(f"{trtm.describe()} could not load '{self.engine_path}' (corrupt, or built elsewhere); rebuild it")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._io import check_schema, read_json
+from .._io import check_schema, read_json, sha256_file
 from ..errors import BackendUnavailableError, NinExportError
 from ..gpu import gpu_info
 from ._api import TrtModule
@@ -25,8 +25,9 @@ def sidecar_path(engine: str | os.PathLike) -> Path:
     return Path(f"{os.fspath(engine)}.json")
 
 
-def read_sidecar(engine: str | os.PathLike) -> dict[str, Any]:
-    """The sidecar of ``engine``, checked against the shipped schema (one line on any fault)."""
+def read_sidecar(engine: str | os.PathLike, verify: bool = True) -> dict[str, Any]:
+    """The sidecar of ``engine``, checked against the shipped schema, and (``verify``) the engine's size
+    and sha256 against the sidecar's (one line on any fault)."""
     engine = Path(engine)
     if not engine.is_file():
         raise NinExportError(f"engine '{engine}' not found: build one with 'nin-export trt MODEL.onnx'")
@@ -41,6 +42,10 @@ def read_sidecar(engine: str | os.PathLike) -> dict[str, Any]:
         schema = data.get("schema") if isinstance(data, dict) else None
         raise NinExportError(f"'{side}' is not a nin-export engine sidecar (schema {schema!r}); {_HINT}")
     check_schema(data, "engine-sidecar", f"engine sidecar '{side}'", _HINT)
+    if verify and (engine.stat().st_size != data["bytes"] or sha256_file(engine) != data["sha256"]):
+        raise EngineMismatchError(
+            f"'{engine}' is not the engine its sidecar describes (size or sha256 differ: changed, truncated or replaced); {_HINT}"
+        )
     return data
 
 
