@@ -28,11 +28,11 @@ from .results import new_results
 from .runtimes import RUNTIMES, ArtifactKind, RunTarget, Runtime, get_runtime
 from .summary import summarize, weight_bytes
 from .timing import TimingOptions
-from .trt import BuildOptions, read_sidecar
+from .trt import BuildOptions, read_sidecar, sidecar_path
 from .trt.convert import engine_from_onnx
 from .verify import Tolerance, compare
 
-__all__ = ["BenchConfig", "run_bench", "DEFAULT_BATCHES"]
+__all__ = ["BenchConfig", "run_bench", "DEFAULT_BATCHES", "engine_precision"]
 
 ProgressFn = Callable[[str, int, int], None]  # (row being measured, done, total)
 DEFAULT_BATCHES = (1, 8, 32)
@@ -156,30 +156,45 @@ def _graphs(cfg: BenchConfig, name: str, d: Path, work: Path, prep: _Prepared, s
             prep.info["artifact_bytes"][f"onnx-{prec.value}"] = f.stat().st_size
 
 
+def engine_precision(engine: Path) -> tuple[Precision, str | None]:
+    """An engine's precision: from its sidecar, or for a plain plan (trtexec's) from its file name
+    (".fp16." / ".int8."; else FP32), with a note saying so."""
+    if sidecar_path(engine).exists():
+        return Precision(read_sidecar(engine)["precision"]), None
+    tokens = engine.name.lower().split(".")
+    prec = next((p for p in (Precision.INT8, Precision.FP16) if p.value in tokens), Precision.FP32)
+    return prec, f"{engine.name} has no sidecar (a plain plan): taken as {prec.value.upper()} from its name"
+
+
+def _engine_record(engine: Path) -> dict[str, Any]:
+    if not sidecar_path(engine).exists():  # a plain plan: TensorRT's own check decides when it runs
+        return {"flavour": "unknown (no sidecar)", "trt_version": None, "targets": [], "bytes": engine.stat().st_size}
+    side = read_sidecar(engine)
+    return {k: side[k] for k in ("flavour", "trt_version", "targets", "bytes")}
+
+
 def _engines(cfg: BenchConfig, name: str, d: Path, prep: _Prepared, say: Callable[[str], None]) -> None:
     """An engine per graph where a row runs engines and a TensorRT is installed (built ahead of time
-    without a GPU, so that its size is recorded)."""
+    without a GPU, so that its size is recorded); engines given in ``cfg.artifacts`` are used as they are."""
     rows = [r for r in cfg.rows() if r.artifact is ArtifactKind.ENGINE and r.unavailable() is None]
     if not rows:
         return
     given = cfg.artifacts.get(name, {})
-    for (kind, prec), graph in list(prep.files.items()):
-        if kind is not ArtifactKind.ONNX or prec not in cfg.precisions:
-            continue
+    for prec in cfg.precisions:
+        graph = prep.files.get((ArtifactKind.ONNX, prec))
         engine = Path(given[f"engine-{prec.value}"]) if f"engine-{prec.value}" in given else None
-        if engine is None:
+        if engine is None and graph is not None:
             say(f"{name}: building the {prec.value} engine")
             try:
-                engine = engine_from_onnx(
-                    graph, None, BuildOptions(batch=batch_profile_for(cfg.batches)), output=d / f"{name}.{prec.value}.engine"
-                ).engine
+                opts = BuildOptions(batch=batch_profile_for(cfg.batches))
+                engine = engine_from_onnx(graph, None, opts, output=d / f"{name}.{prec.value}.engine").engine
             except NinExportError as e:
                 prep.problems[(ArtifactKind.ENGINE, prec)] = f"failed: engine build: {first_line(e)}"
                 continue
-        side = read_sidecar(engine)
-        prep.files[(ArtifactKind.ENGINE, prec)] = engine
-        prep.info["artifact_bytes"][f"engine-{prec.value}"] = side["bytes"]
-        prep.info.setdefault("engines", {})[prec.value] = {k: side[k] for k in ("flavour", "trt_version", "targets", "bytes")}
+        if engine is not None:
+            prep.files[(ArtifactKind.ENGINE, prec)] = engine
+            record = prep.info.setdefault("engines", {})[prec.value] = _engine_record(engine)
+            prep.info["artifact_bytes"][f"engine-{prec.value}"] = record["bytes"]
 
 
 def _reference(cfg: BenchConfig, name: str, prep: _Prepared, work: Path) -> tuple[Path, np.ndarray | None, np.ndarray, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,8 +30,8 @@ from .trt._api import TrtFlavour
 from .trt.builder import DEFAULT_BATCH_PROFILE, DEFAULT_RTX_TARGETS, DEFAULT_WORKSPACE_MIB
 
 # Piped output (CI logs, files) gets a wide fixed width so figures are never cut.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 132)
-err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 132)
+console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 132)
+err_console = Console(stderr=True, highlight=False, emoji=False, width=None if sys.stderr.isatty() else 132)
 
 
 DEBUG_ENV = "NIN_EXPORT_DEBUG"
@@ -69,6 +70,8 @@ class Cli(click.Group):
         if "--debug" in argv[:1]:  # a global switch, before the command
             os.environ[DEBUG_ENV] = "1"
             argv = argv[1:]
+        if not _debug():  # libraries' own warnings are not the user's business; --debug shows them
+            warnings.simplefilter("ignore")
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except (click.Abort, KeyboardInterrupt):
@@ -691,6 +694,19 @@ def _csv_list(value: str, what: str, choices: list[str]) -> list[str]:
     return items
 
 
+def _given_engines(cfg: Any, engines: tuple[str, ...], baseline_engines: tuple[str, ...]) -> None:
+    from .bench import engine_precision
+
+    for (name, _), paths in zip(cfg.pair(), (engines, baseline_engines)):
+        for p in paths:
+            if not Path(p).is_file():
+                raise NinExportError(f"engine '{p}' not found")
+            prec, note = engine_precision(Path(p))
+            if note:
+                _warn([note])
+            cfg.artifacts.setdefault(name, {})[f"engine-{prec.value}"] = p
+
+
 def _bench_config(
     model: str,
     baseline: str | None,
@@ -705,6 +721,8 @@ def _bench_config(
     weights: str | None,
     baseline_weights: str | None,
     output_dir: str,
+    engines: tuple[str, ...] = (),
+    baseline_engines: tuple[str, ...] = (),
 ):
     from .bench import BenchConfig
     from .parse import parse_batch_list
@@ -726,6 +744,7 @@ def _bench_config(
     if threads is not None and threads < 1:
         raise NinExportError(f"--threads must be at least 1, got {threads}")
     cfg.weights = {n: w for (n, _), w in zip(cfg.pair(), (weights, baseline_weights)) if w}
+    _given_engines(cfg, engines, baseline_engines)
     return cfg
 
 
@@ -753,6 +772,17 @@ _T = TimingOptions()
 )
 @click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --model (random init if omitted).")
 @click.option("--baseline-weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --baseline.")
+@click.option(
+    "--engine",
+    "engines",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A TensorRT engine of --model to measure as it is, repeatable (one per precision); a plain plan "
+    "without a sidecar (trtexec's) is accepted with a warning.",
+)
+@click.option(
+    "--baseline-engine", "baseline_engines", multiple=True, type=click.Path(dir_okay=False), help="The same for --baseline."
+)
 @click.option("-o", "--output-dir", default="bench", show_default=True, help="Directory for results.json and artifacts.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Render the report into OUT/report afterwards.")
 def bench_cmd(report: bool, **kw: Any) -> None:

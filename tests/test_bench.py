@@ -14,6 +14,13 @@ from nin_export.timing import LatencyStats, TimingOptions, percentile
 
 from .conftest import assert_one_line_error
 
+try:
+    import tensorrt_rtx  # noqa: F401
+
+    HAVE_RTX = True
+except ImportError:
+    HAVE_RTX = False
+
 TINY = TimingOptions(warmup_ms=10, min_iters=3, min_ms=20)
 
 
@@ -121,3 +128,37 @@ def test_onnxruntime_gpu_providers_are_rows_of_the_table(tiny_results):
             assert all(r["status"] == "skipped" and provider in r["reason"] and "onnxruntime-gpu" in r["reason"] for r in rows)
         elif not res["environment"].get("gpu"):
             assert all(r["status"] == "skipped" and "GPU" in r["reason"] for r in rows)
+
+
+@pytest.mark.skipif(not HAVE_RTX, reason="tensorrt_rtx not installed (pip install 'nin-export[rtx]')")
+def test_a_plain_plan_without_sidecar_is_accepted(tmp_path):
+    """trtexec's engines have no sidecar: bench takes them with a note, and TensorRT's own check decides."""
+    from nin_export.bench import engine_precision
+    from nin_export.export import export_model
+    from nin_export.models import create_model
+    from nin_export.trt import BuildOptions, TrtFlavour, build_engine
+
+    onnx_path = export_model(create_model("nin-cifar10"), tmp_path).final_path
+    res = build_engine(
+        onnx_path,
+        BuildOptions(flavour=TrtFlavour.TENSORRT_RTX, targets=("SM86",), batch=(1, 1, 2)),
+        output=tmp_path / "plain.fp32.plan",
+    )
+    res.sidecar.unlink()  # now it is a plain plan, as trtexec writes
+    assert engine_precision(res.engine)[0] is Precision.FP32 and "no sidecar" in engine_precision(res.engine)[1]
+    cfg = BenchConfig(
+        model="nin-cifar10",
+        runtimes=["trt"],
+        precisions=[Precision.FP32],
+        batches=[1],
+        timing=TINY,
+        out_dir=str(tmp_path / "b"),
+        data=None,
+        model_kwargs={"fc-cifar10": {"fc_width": 64}},
+        artifacts={"nin-cifar10": {"engine-fp32": str(res.engine)}},
+    )
+    out = run_bench(cfg)
+    row = next(r for r in out["rows"] if r["model"] == "nin-cifar10")
+    assert out["models"]["nin-cifar10"]["engines"]["fp32"]["flavour"].startswith("unknown")
+    assert row["artifact"]["bytes"] == res.engine.stat().st_size
+    assert row["status"] in ("ok", "skipped") and (row["status"] == "ok" or "GPU" in row["reason"])
