@@ -354,17 +354,3 @@ def _write_both(
         extra={"nodes": result.sim_nodes, "nodes_before": result.nodes, **extra},
     )
     return result
-    say("verifying simplified ONNX against PyTorch")
-    sim_agree = _save_checked(simplified, sim_path, model, shapes, opts.tolerance, sim_path.name)
-    result.sim_path, result.sim_nodes = sim_path, count_nodes(simplified)
-    result.verification[sim_path.name] = sim_agree
-    record_artifact(
-        sim_path,
-        kind="onnx-simplified",
-        parent=onnx_path,
-        precision="fp32",
-        options=options,
-        verification=sim_agree.to_dict(),
-        extra={"nodes": result.sim_nodes, "nodes_before": result.nodes, **extra},
-    )
-    return result

@@ -274,7 +274,10 @@ def calibrate(model: onnx.ModelProto, x: np.ndarray, method: CalibMethod) -> dic
             calibrate_method=method.ort(),
             extra_options=extra,
         )
-        calibrator.collect_data(_Reader(model.graph.input[0].name, x))
+        # Equal batches: onnxruntime's histogram calibrators (entropy, percentile) stack the batches'
+        # outputs and fail on a ragged last one (300 images in 16s leave 12).
+        batch = next(b for b in range(16, 0, -1) if len(x) % b == 0)
+        calibrator.collect_data(_Reader(model.graph.input[0].name, x, batch))
         data = calibrator.compute_data()
         del calibrator
     out = {}
