@@ -16,7 +16,8 @@ import torch
 
 from ._bench_worker import BenchJob, run_job
 from ._io import atomic_path, check_outputs, ensure_dir, write_json
-from .data import DEFAULT_DATA, Preprocess, open_source
+from .data import Preprocess, open_source
+from .defaults import DEFAULT_BATCHES, DEFAULT_DATA
 from .enums import Precision
 from .envinfo import environment
 from .errors import NinExportError, first_line
@@ -35,7 +36,6 @@ from .verify import Tolerance, compare
 __all__ = ["BenchConfig", "run_bench", "DEFAULT_BATCHES", "engine_precision"]
 
 ProgressFn = Callable[[str, int, int], None]  # (row being measured, done, total)
-DEFAULT_BATCHES = (1, 8, 32)
 
 
 @dataclass

@@ -16,18 +16,32 @@ from rich.table import Table
 
 from . import __version__
 from ._format import fmt_bytes, fmt_int, fmt_macs
-from .bench import DEFAULT_BATCHES
-from .data import DEFAULT_DATA
-from .enums import CalibMethod, Optimizer, Precision
+from .defaults import (
+    DEFAULT_AGREEMENT_FLOOR,
+    DEFAULT_BATCH_PROFILE,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCHES,
+    DEFAULT_CACHE_DIR,
+    DEFAULT_CALIB_COUNT,
+    DEFAULT_DATA,
+    DEFAULT_EPOCHS,
+    DEFAULT_EVAL_COUNT,
+    DEFAULT_FC_WIDTH,
+    DEFAULT_LR,
+    DEFAULT_MODEL,
+    DEFAULT_PATIENCE,
+    DEFAULT_RTX_TARGETS,
+    DEFAULT_WORKSPACE_MIB,
+    DYNAMO_OPSET,
+    HEAD_BIAS,
+    MIN_CALIB_IMAGES,
+    TORCHSCRIPT_OPSET,
+)
+from .enums import CalibMethod, Exporter, Optimizer, Precision
 from .errors import NinExportError, first_line
-from .export import DYNAMO_OPSET, TORCHSCRIPT_OPSET, Exporter
-from .models import DEFAULT_FC_WIDTH, DEFAULT_MODEL
-from .quantize import DEFAULT_AGREEMENT_FLOOR, DEFAULT_CACHE_DIR, DEFAULT_CALIB_COUNT, DEFAULT_EVAL_COUNT, MIN_CALIB_IMAGES
 from .runtimes import RUNTIMES, runtime_help
 from .timing import TimingOptions
-from .train import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_PATIENCE, HEAD_BIAS
 from .trt._api import TrtFlavour
-from .trt.builder import DEFAULT_BATCH_PROFILE, DEFAULT_RTX_TARGETS, DEFAULT_WORKSPACE_MIB
 
 # Piped output (CI logs, files) gets a wide fixed width so figures are never cut.
 console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 132)

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .defaults import DEFAULT_DATA
 from .errors import NinExportError
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-DEFAULT_DATA = "digits"  # the built-in source every command uses when none is given
 BUILTIN = (DEFAULT_DATA,)
 SYNTHETIC = "synthetic"
 

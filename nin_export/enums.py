@@ -39,6 +39,12 @@ class CalibMethod(StrEnum):
         }[self.value]
 
 
+class Exporter(StrEnum):
+    AUTO = "auto"  # dynamo where the installed torch does it well (2.6+ with onnxscript), else TorchScript
+    DYNAMO = "dynamo"  # torch.onnx.export(..., dynamo=True): torch.export + onnxscript
+    TORCHSCRIPT = "torchscript"  # the TorchScript-based exporter: torch 2.3 on JetPack 6, deprecated in today's torch
+
+
 class Optimizer(StrEnum):
     ADAMW = "adamw"
     SGD = "sgd"  # momentum 0.9, Nesterov

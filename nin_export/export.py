@@ -20,7 +20,8 @@ from torch import nn
 from . import __version__
 from ._io import atomic_path, check_outputs, ensure_dir, sha256_file, sweep_stale_temps, temp_prefix
 from .data import Preprocess
-from .enums import StrEnum
+from .defaults import DYNAMO_OPSET, TORCHSCRIPT_OPSET
+from .enums import Exporter
 from .errors import BackendUnavailableError, InputSizeError, NinExportError, OnnxFileError, VerificationError, first_line
 from .manifest import MANIFEST_NAME, record_artifact
 from .meta import ModelMeta
@@ -47,17 +48,9 @@ __all__ = [
 ]
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
-DYNAMO_OPSET = 18  # what torch.onnx's dynamo exporter writes natively; older opsets need its version converter
-TORCHSCRIPT_OPSET = 17  # the TorchScript exporter's default here, also on torch 2.3 (JetPack 6)
 DEFAULT_OPSET = None  # the chosen exporter's own: DYNAMO_OPSET or TORCHSCRIPT_OPSET
 MIN_OPSET = 11  # the oldest opset the TorchScript exporter writes for these models
 Progress = Callable[[str], None]
-
-
-class Exporter(StrEnum):
-    AUTO = "auto"  # dynamo where the installed torch does it well (2.6+ with onnxscript), else TorchScript
-    DYNAMO = "dynamo"  # torch.onnx.export(..., dynamo=True): torch.export + onnxscript
-    TORCHSCRIPT = "torchscript"  # the TorchScript-based exporter: torch 2.3 on JetPack 6, deprecated in today's torch
 
 
 def _torch_version() -> tuple[int, int]:

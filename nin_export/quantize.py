@@ -28,6 +28,14 @@ import onnx
 
 from ._io import atomic_path, check_outputs, check_schema, ensure_dir, read_json, write_json
 from .data import DEFAULT_DATA, DataError, DataSource, Preprocess, Samples, open_source
+from .defaults import (
+    DEFAULT_AGREEMENT_FLOOR,
+    DEFAULT_CACHE_DIR,
+    DEFAULT_CALIB_COUNT,
+    DEFAULT_EVAL_COUNT,
+    MIN_CALIB_IMAGES,
+    RECOMMENDED_CALIB_IMAGES,
+)
 from .enums import CalibMethod, Precision
 from .errors import FileFormatError, NinExportError, OnnxFileError, VerificationError
 from .manifest import MANIFEST_NAME, lineage, record_artifact
@@ -52,14 +60,6 @@ __all__ = [
     "DEFAULT_AGREEMENT_FLOOR",
 ]
 
-# Below 16 images a single image sets most per-tensor ranges; TensorRT's and OpenVINO's guidance
-# is a few hundred representative images (NNCF's default subset is 300).
-MIN_CALIB_IMAGES = 16
-RECOMMENDED_CALIB_IMAGES = 300
-DEFAULT_CALIB_COUNT = 300
-DEFAULT_EVAL_COUNT = 200
-DEFAULT_CACHE_DIR = "calibration"
-DEFAULT_AGREEMENT_FLOOR = 0.95
 CACHE_VERSION = 1
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from ._io import atomic_path, check_outputs
 from .data import DataError, DataSource, Preprocess, Samples, open_source
+from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_PATIENCE, HEAD_BIAS
 from .enums import Optimizer
 from .errors import NinExportError
 from .evaluate import topk
@@ -26,9 +27,6 @@ from .runners.torch_runner import resolve_device
 
 __all__ = ["TrainOptions", "train", "DEFAULT_LR", "HEAD_BIAS", "DEFAULT_EPOCHS", "DEFAULT_PATIENCE", "DEFAULT_BATCH_SIZE"]
 
-DEFAULT_EPOCHS = 10
-DEFAULT_BATCH_SIZE = 64
-DEFAULT_PATIENCE = 2
 
 Progress = Callable[[str, int, int], None]  # (message, done, total)
 
@@ -64,10 +62,6 @@ class TrainOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Optimizer) else v) for k, v in asdict(self).items()}
-
-
-DEFAULT_LR = {Optimizer.ADAMW: 1e-3, Optimizer.SGD: 0.05}
-HEAD_BIAS = 1.0
 
 
 def _check(opts: TrainOptions) -> tuple[Optimizer, float]:

@@ -141,3 +141,13 @@ def test_runtimes_in_the_results_schema():
 def test_docstrings_name_only_files_of_the_project(rel):
     text = (PKG / rel).read_text()
     assert "DESIGN.md" not in text and "STYLE.md" not in text
+
+
+def test_cli_start_up_imports_no_torch():
+    """Every command, --help included, starts without torch: defaults come from nin_export.defaults."""
+    import subprocess
+    import sys
+
+    code = "import sys, nin_export.cli; print(sorted({'torch', 'onnxruntime', 'onnxsim', 'matplotlib'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

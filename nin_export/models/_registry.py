@@ -10,6 +10,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..defaults import DEFAULT_MODEL
 from ..errors import InputSizeError, ModelOptionError, NinExportError, UnknownModelError
 from ..parse import parse_input_size
 
@@ -23,7 +24,6 @@ __all__ = [
     "DEFAULT_MODEL",
 ]
 
-DEFAULT_MODEL = "nin-cifar10"  # what every command uses when no --model is given
 # Bounds on model options: far beyond any image classifier, short of what exhausts memory building it.
 MAX_IN_CHANNELS, MAX_CLASSES, MAX_FC_WIDTH, MAX_INPUT_SIZE = 64, 100_000, 65_536, 4096
 

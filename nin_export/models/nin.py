@@ -17,6 +17,7 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
+from ..defaults import DEFAULT_FC_WIDTH
 from ._registry import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, register_model
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
 ]
 
 Init = Literal["default", "paper"]
-DEFAULT_FC_WIDTH = 4096  # AlexNet's classifier width, the FC twins' default
 
 
 class MlpConv(nn.Sequential):

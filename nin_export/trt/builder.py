@@ -18,6 +18,7 @@ import onnx
 
 from .. import __version__
 from .._io import atomic_path, check_outputs, sha256_file, write_json
+from ..defaults import DEFAULT_BATCH_PROFILE, DEFAULT_RTX_TARGETS, DEFAULT_WORKSPACE_MIB
 from ..enums import Precision
 from ..errors import NinExportError
 from ..meta import ModelMeta
@@ -37,11 +38,6 @@ __all__ = [
     "DEFAULT_RTX_TARGETS",
 ]
 
-DEFAULT_BATCH_PROFILE = (1, 8, 32)
-# Without a GPU, TensorRT-RTX builds ahead of time for these (Ampere, Ada, Blackwell). Turing (SM75)
-# only on request: TensorRT-RTX 1.7 refuses FP32 GEMMs there. With a GPU: CURRENT.
-DEFAULT_RTX_TARGETS = ("SM80", "SM86", "SM89", "SM120")
-DEFAULT_WORKSPACE_MIB = 1024
 Progress = Callable[[str], None]
 
 
