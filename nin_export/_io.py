@@ -36,8 +36,8 @@ def ensure_dir(path: str | os.PathLike, what: str = "output directory", hint: st
         p.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=p, prefix=temp_prefix("write-test")):
             pass
-    except FileExistsError:
-        raise OutputPathError(f"cannot write to {what} '{p}': a file of that name is in the way; {hint}") from None
+    except FileExistsError:  # mkdir(exist_ok=True) raises it only when the path is not a directory
+        raise OutputPathError(f"cannot write to {what} '{p}': '{p}' is a file, not a directory; {hint}") from None
     except NotADirectoryError:
         raise OutputPathError(f"cannot write to {what} '{p}': part of that path is a file, not a directory; {hint}") from None
     except OSError as e:
@@ -61,12 +61,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_SWEPT: set[str] = set()  # directories already swept by this process
+
+
 def sweep_stale_temps(directory: str | os.PathLike) -> list[Path]:
-    """Remove temporary files and folders that killed runs left in ``directory``; return them."""
-    removed = []
+    """Remove temporary files and folders that killed runs left in ``directory`` (once per directory
+    and process: later leftovers are the next run's to sweep); return them."""
+    removed: list[Path] = []
     d = Path(directory)
-    if not d.is_dir():
+    key = os.path.realpath(d)
+    if key in _SWEPT or not d.is_dir():
         return removed
+    _SWEPT.add(key)
     for p in d.glob(".*.nin-*-*"):
         try:
             pid = int(p.name.rsplit(".nin-", 1)[1].split("-", 1)[0])
@@ -109,10 +115,7 @@ def check_outputs(outputs: Sequence[str | os.PathLike], inputs: Sequence[str | o
         if key in seen:
             raise OutputPathError(f"output '{o}' is also where this command writes '{seen[key].name}': choose another output")
         seen[key] = o
-        parent = o.parent if str(o.parent) else Path(".")
-        if parent.exists() and not parent.is_dir():
-            raise OutputPathError(f"cannot write '{o}': '{parent}' is a file, not a directory; choose another output")
-        ensure_dir(parent, "output directory", "choose another output")
+        ensure_dir(o.parent, "output directory", "choose another output")
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from .parse import batch_profile_for
 from .quantize import QuantizeOptions, quantize
 from .results import new_results
 from .runtimes import RUNTIMES, ArtifactKind, RunTarget, Runtime, get_runtime
-from .summary import summarize, weight_bytes
+from .summary import summarize
 from .timing import TimingOptions
 from .trt import BuildOptions, read_sidecar, sidecar_path
 from .trt.convert import engine_from_onnx
@@ -91,7 +91,7 @@ class _Prepared:
         self.model = model  # the FP32 PyTorch model the artifacts came from
         self.info = info
         self.files: dict[tuple[ArtifactKind, Precision], Path] = {}
-        self.problems: dict[tuple[ArtifactKind, Precision], str] = {}  # why an artifact is missing
+        self.problems: dict[tuple[ArtifactKind, Precision], tuple[str, str]] = {}  # (status, reason): why it is missing
 
 
 def _model_info(cfg: BenchConfig, name: str, d: Path) -> _Prepared:
@@ -109,7 +109,7 @@ def _model_info(cfg: BenchConfig, name: str, d: Path) -> _Prepared:
         "macs": s.macs,
         "input_shape": [c, h, w],
         "checkpoint": ckpt.name,
-        "weight_bytes": {p.value: weight_bytes(model, p) for p in Precision},
+        "weight_bytes": s.weight_bytes(),
         "head": model.spec.head,
         "weights": Path(cfg.weights[name]).name if name in cfg.weights else f"random-init (seed {cfg.seed})",
         "artifact_bytes": {},
@@ -134,7 +134,7 @@ def _graphs(cfg: BenchConfig, name: str, d: Path, work: Path, prep: _Prepared, s
         if f"onnx-{prec.value}" in given:
             prep.files[key] = given[f"onnx-{prec.value}"]
         elif prec is Precision.INT8 and cfg.data is None:
-            prep.problems[key] = "skipped: no calibration data (--data) for INT8"
+            prep.problems[key] = ("skipped", "no calibration data (--data) for INT8")
         else:
             say(f"{name}: making the {prec.value} graph")
             try:
@@ -150,7 +150,7 @@ def _graphs(cfg: BenchConfig, name: str, d: Path, work: Path, prep: _Prepared, s
                 )
                 prep.files[key] = q.path
             except NinExportError as e:
-                prep.problems[key] = f"failed: {prec.value} graph: {first_line(e)}"
+                prep.problems[key] = ("failed", f"{prec.value} graph: {first_line(e)}")
     for (kind, prec), f in prep.files.items():
         if kind is ArtifactKind.ONNX:
             prep.info["artifact_bytes"][f"onnx-{prec.value}"] = f.stat().st_size
@@ -160,7 +160,7 @@ def engine_precision(engine: Path) -> tuple[Precision, str | None]:
     """An engine's precision: from its sidecar, or for a plain plan (trtexec's) from its file name
     (".fp16." / ".int8."; else FP32), with a note saying so."""
     if sidecar_path(engine).exists():
-        return Precision(read_sidecar(engine)["precision"]), None
+        return Precision(read_sidecar(engine, verify=False)["precision"]), None
     tokens = engine.name.lower().split(".")
     prec = next((p for p in (Precision.INT8, Precision.FP16) if p.value in tokens), Precision.FP32)
     return prec, f"{engine.name} has no sidecar (a plain plan): taken as {prec.value.upper()} from its name"
@@ -169,7 +169,7 @@ def engine_precision(engine: Path) -> tuple[Precision, str | None]:
 def _engine_record(engine: Path) -> dict[str, Any]:
     if not sidecar_path(engine).exists():  # a plain plan: TensorRT's own check decides when it runs
         return {"flavour": "unknown (no sidecar)", "trt_version": None, "targets": [], "bytes": engine.stat().st_size}
-    side = read_sidecar(engine)
+    side = read_sidecar(engine, verify=False)  # the runner that loads it checks its sha256
     return {k: side[k] for k in ("flavour", "trt_version", "targets", "bytes")}
 
 
@@ -189,7 +189,7 @@ def _engines(cfg: BenchConfig, name: str, d: Path, prep: _Prepared, say: Callabl
                 opts = BuildOptions(batch=batch_profile_for(cfg.batches))
                 engine = engine_from_onnx(graph, None, opts, output=d / f"{name}.{prec.value}.engine").engine
             except NinExportError as e:
-                prep.problems[(ArtifactKind.ENGINE, prec)] = f"failed: engine build: {first_line(e)}"
+                prep.problems[(ArtifactKind.ENGINE, prec)] = ("failed", f"engine build: {first_line(e)}")
                 continue
         if engine is not None:
             prep.files[(ArtifactKind.ENGINE, prec)] = engine
@@ -302,11 +302,13 @@ def _measure_model(run: _Run, name: str, prep: _Prepared, reference: tuple | Non
             if should_stop is not None and should_stop():
                 raise KeyboardInterrupt
             artifact = prep.files.get((rt.artifact, prec))
-            why = prep.problems.get((rt.artifact, prec)) or rt.skip_reason(prec, run.gpu)
-            if why is None and artifact is None:
-                why = f"skipped: no {prec.value} {rt.artifact.value} was made"
-            if why is not None:
-                status, _, reason = why.partition(": ") if why.startswith(("failed: ", "skipped: ")) else ("skipped", "", why)
+            problem = prep.problems.get((rt.artifact, prec))
+            if problem is None and (why := rt.skip_reason(prec, run.gpu)) is not None:
+                problem = ("skipped", why)
+            if problem is None and artifact is None:
+                problem = ("skipped", f"no {prec.value} {rt.artifact.value} was made")
+            if problem is not None:
+                status, reason = problem
                 if artifact is not None and rt.artifact is ArtifactKind.ENGINE and status == "skipped":
                     reason += " (the engine was built ahead of time: its size is recorded)"
                 run.add_rows(name, rt, prec, status, reason, artifact=artifact)

@@ -104,6 +104,7 @@ class QuantizeResult:
     cache: str | None = None  # "reused <path>" / "wrote <path>" / None
     notes: list[str] = field(default_factory=list)  # warnings for the user
     excluded_nodes: list[str] = field(default_factory=list)
+    graph: onnx.ModelProto | None = field(default=None, repr=False)  # what was written to ``path``, checked
 
 
 Progress = Callable[[str], None]
@@ -495,6 +496,7 @@ def quantize(
     else:
         out_model = _int8_graph(model, src, source, calib_idx, pre, meta, options, result, say)
     set_metadata(out_model, {"precision": prec.value, "parent_onnx": src.name})
+    result.graph = out_model
     result.agreement, ref = _write_checked(out_model, src, dest, held, _tolerance(prec, options, meta, source.synthetic), say)
     ver = dict(result.agreement.to_dict(), data=source.name)
     if held.y is not None:

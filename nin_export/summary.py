@@ -13,7 +13,7 @@ from torch import nn
 
 from .enums import BYTES_PER_PARAM, Precision
 
-__all__ = ["Precision", "LayerInfo", "ModelSummary", "summarize", "weight_bytes", "BYTES_PER_PARAM", "WEIGHT_BYTES_RULE"]
+__all__ = ["Precision", "LayerInfo", "ModelSummary", "summarize", "BYTES_PER_PARAM", "WEIGHT_BYTES_RULE"]
 
 WEIGHT_BYTES_RULE = (
     "weight bytes count every parameter at its precision's width (FP32 4 bytes, FP16 2); at INT8, "
@@ -27,13 +27,6 @@ def _weight_bytes(params: int, biases: int, precision: Precision) -> int:
     if precision is Precision.INT8:
         return (params - biases) * BYTES_PER_PARAM[Precision.INT8] + biases * BYTES_PER_PARAM[Precision.FP32]
     return params * BYTES_PER_PARAM[precision]
-
-
-def weight_bytes(model: nn.Module, precision: Precision) -> int:
-    """Bytes of ``model``'s parameters at ``precision`` (WEIGHT_BYTES_RULE)."""
-    params = sum(p.numel() for p in model.parameters())
-    biases = sum(p.numel() for n, p in model.named_parameters() if n.endswith("bias"))
-    return _weight_bytes(params, biases, precision)
 
 
 @dataclass

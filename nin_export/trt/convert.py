@@ -80,7 +80,7 @@ def engine_from_onnx(
         )
         if q.cache:
             steps.append(f"calibration cache: {q.cache}")
-        src, model = q.path, None
+        src, model = q.path, q.graph
     res = build_engine(src, options, engine, progress=say, model=model)
     res.notes = notes + res.notes
     res.steps = steps + res.steps

@@ -17,7 +17,7 @@ from ..runners.base import Runner
 from ..runners.onnxrt import OrtRunner
 from ..verify import compare, random_inputs, tolerance_for
 from ._api import TrtFlavour, load_trt
-from .sidecar import check_compatible, current_gpu, read_sidecar, sidecar_path
+from .sidecar import check_compatible, check_engine_file, current_gpu, read_sidecar, sidecar_path
 
 __all__ = ["TrtRunner", "verify_engine"]
 
@@ -72,9 +72,10 @@ class TrtRunner(Runner):
         if not self.engine_path.is_file():
             raise NinExportError(f"engine '{self.engine_path}' not found: build one with 'nin-export trt MODEL.onnx'")
         if sidecar_path(self.engine_path).exists():
-            self.sidecar = read_sidecar(self.engine_path)
+            self.sidecar = read_sidecar(self.engine_path, verify=False)
             trtm = load_trt(TrtFlavour(self.sidecar["flavour"]))
             check_compatible(self.sidecar, trtm, current_gpu())
+            check_engine_file(self.engine_path, self.sidecar)  # once it can run here: hashing a big plan costs
         else:  # a plain plan (trtexec's, say): TensorRT's own checks decide
             self.sidecar = {}
             self.notes.append(PLAIN_PLAN_NOTE)

@@ -11,7 +11,15 @@ from ..errors import BackendUnavailableError, NinExportError
 from ..gpu import gpu_info
 from ._api import TrtModule
 
-__all__ = ["SIDECAR_SCHEMA", "sidecar_path", "read_sidecar", "check_compatible", "EngineMismatchError", "current_gpu"]
+__all__ = [
+    "SIDECAR_SCHEMA",
+    "sidecar_path",
+    "read_sidecar",
+    "check_compatible",
+    "EngineMismatchError",
+    "current_gpu",
+    "check_engine_file",
+]
 
 SIDECAR_SCHEMA = "nin-export/engine/1"
 _HINT = "rebuild the engine with 'nin-export trt'"
@@ -42,11 +50,17 @@ def read_sidecar(engine: str | os.PathLike, verify: bool = True) -> dict[str, An
         schema = data.get("schema") if isinstance(data, dict) else None
         raise NinExportError(f"'{side}' is not a nin-export engine sidecar (schema {schema!r}); {_HINT}")
     check_schema(data, "engine-sidecar", f"engine sidecar '{side}'", _HINT)
-    if verify and (engine.stat().st_size != data["bytes"] or sha256_file(engine) != data["sha256"]):
+    if verify:
+        check_engine_file(engine, data)
+    return data
+
+
+def check_engine_file(engine: Path, side: dict[str, Any]) -> None:
+    """Refuse an engine whose size or sha256 differ from its sidecar's."""
+    if engine.stat().st_size != side["bytes"] or sha256_file(engine) != side["sha256"]:
         raise EngineMismatchError(
             f"'{engine}' is not the engine its sidecar describes (size or sha256 differ: changed, truncated or replaced); {_HINT}"
         )
-    return data
 
 
 def current_gpu() -> dict[str, Any] | None:
