@@ -181,7 +181,8 @@ def _quiet_loggers(*names: str) -> Iterator[None]:
 
 def _torch_export(
     model: nn.Module, dest: Path, shape: tuple[int, ...], opts: ExportOptions, exporter: Exporter, opset: int
-) -> None:
+) -> onnx.ModelProto:
+    """Export ``model`` to ``dest`` and return the graph, refused if it is not at ``opset``."""
     axes: dict[str, dict[int, str]] = {}
     if opts.batch is None:
         axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
@@ -208,12 +209,14 @@ def _torch_export(
             f"the {exporter.value} exporter failed at opset {opset}: {first_line(e, 200)}; "
             f"try --exporter {other} or another --opset"
         ) from None
-    written = opset_of(onnx.load(os.fspath(dest), load_external_data=False))
+    proto = onnx.load(os.fspath(dest))
+    written = opset_of(proto)
     if written != opset:  # the dynamo exporter keeps its own opset when its version converter fails
         raise OnnxFileError(
             f"the {exporter.value} exporter wrote opset {written}, not the {opset} asked for: "
             f"use --opset {written}, or --exporter torchscript for opset {opset}"
         )
+    return proto
 
 
 def verification_shapes(model: nn.Module, opts: ExportOptions) -> list[tuple[int, ...]]:
@@ -293,8 +296,7 @@ def export_model(
     say(f"exporting {name} to ONNX (opset {opset}, {exporter.value} exporter)")
     with tempfile.TemporaryDirectory(prefix=temp_prefix("export"), dir=out) as tmp:
         raw = Path(tmp) / "raw.onnx"  # never renamed onto onnx_path: only the checked proto is written there
-        _torch_export(model, raw, (opts.batch or 1, c, h, w), opts, exporter, opset)
-        proto = onnx.load(os.fspath(raw))
+        proto = _torch_export(model, raw, (opts.batch or 1, c, h, w), opts, exporter, opset)
     set_metadata(proto, meta)
     simplified = None
     if opts.simplify:  # before anything is written: a failure here leaves the previous files as they were

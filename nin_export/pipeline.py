@@ -313,9 +313,11 @@ def _bench_and_report(
         "weights": {m: _sha(Path(c)) for m, c in ckpts.items()},
         "config": bcfg.to_dict(),
     }
-    state.stage(
-        "bench", bench_key, [results], lambda: run_bench(bcfg, progress=lambda m, dn, t: say(f"bench [{dn}/{t}] {m}")) and None
-    )
+
+    def do_bench() -> None:  # the stage's result is the results file itself
+        run_bench(bcfg, progress=lambda m, dn, t: say(f"bench [{dn}/{t}] {m}"))
+
+    state.stage("bench", bench_key, [results], do_bench)
     report_dir = out / "report"
     return state.stage(
         "report",
