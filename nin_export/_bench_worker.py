@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import first_line
+from .power import SOURCES, NvmlSampler, PowerSampler, PowerSourceUnavailable, TegrastatsSampler, find_power_source
 from .runtimes import RunTarget, get_runtime
 from .timing import TimingOptions, measure
 
@@ -33,6 +34,8 @@ class BenchJob:
     timing: TimingOptions = field(default_factory=TimingOptions)
     reference_inputs: str | None = None  # .npy of held-out inputs whose outputs are returned
     jetson: bool = False  # unified memory: record the system-wide delta too
+    power: str = "auto"  # a power source of power.SOURCES, "auto" (the first this machine has) or "none"
+    idle_s: float = 1.0  # idle power is sampled this long before each batch
 
 
 def _rss_bytes() -> int:
@@ -65,14 +68,60 @@ def _system_used_bytes() -> int | None:
         return None
 
 
-def _time_batches(runner: Any, job: BenchJob) -> dict[int, dict[str, Any]]:
+def _sampler(job: BenchJob) -> tuple[PowerSampler | None, str]:
+    if job.power == "none":
+        return None, "power not sampled (--power none)"
+    if job.power == "auto":
+        return find_power_source()
+    try:
+        s = SOURCES[job.power]()
+        return s, s.describe()
+    except PowerSourceUnavailable as e:
+        return None, f"{job.power}: {e}"
+
+
+def _energy(sampler: PowerSampler, idle_w: float | None, images_per_s: float) -> dict[str, Any]:
+    """Energy per image from the mean power over the timed window (warm-up included: steady state) and the
+    throughput: gross, and net of the idle power measured just before."""
+    s = sampler.summary()
+    w = s["mean_watts"]
+    if w is None or not images_per_s:
+        return {"source": s["source"], "reason": "no power sample in the window: raise --min-ms"}
+    net = None if idle_w is None else (w - idle_w) / images_per_s * 1000
+    return {
+        "source": s["source"],
+        "method": s["method"],
+        "samples": s["samples"],
+        "idle_watts": idle_w,
+        "mean_watts": w,
+        "mj_per_image": w / images_per_s * 1000,
+        "mj_per_image_net": net,
+        "images_per_joule": images_per_s / w,
+    }
+
+
+def _measure_with_power(runner: Any, feed: dict[str, np.ndarray], job: BenchJob, sampler: PowerSampler | None, why: str):
+    if sampler is None:
+        return measure(runner, feed, job.timing), {"source": None, "reason": why}
+    sampler.start()
+    time.sleep(job.idle_s)
+    idle_w = sampler.stop().mean_watts
+    sampler.start()
+    try:
+        st = measure(runner, feed, job.timing)
+    finally:
+        sampler.stop()
+    return st, _energy(sampler, idle_w, st.images_per_s)
+
+
+def _time_batches(runner: Any, job: BenchJob, power: tuple[PowerSampler | None, str]) -> dict[int, dict[str, Any]]:
     name = runner.input_names[0]
     out: dict[int, dict[str, Any]] = {}
     for b in job.batches:
         x = np.random.default_rng(b).standard_normal((b, *job.input_shape)).astype(np.float32)
         try:
-            st = measure(runner, {name: x}, job.timing)
-            row: dict[str, Any] = {"latency_ms": st.to_dict()}
+            st, energy = _measure_with_power(runner, {name: x}, job, *power)
+            row: dict[str, Any] = {"latency_ms": st.to_dict(), "energy": energy}
             e2e = getattr(runner, "last_end_to_end_s", None)
             if e2e is not None:
                 row["end_to_end_ms_last"] = e2e * 1000
@@ -80,6 +129,16 @@ def _time_batches(runner: Any, job: BenchJob) -> dict[int, dict[str, Any]]:
         except Exception as e:  # noqa: BLE001  (a batch the runtime refuses fails its row only)
             out[b] = {"error": f"{type(e).__name__}: {first_line(e)}"}
     return out
+
+
+def _device_memory_seen(sampler: PowerSampler | None) -> dict[str, Any]:
+    """What the power source also sees of memory: NVML's per-process use (TensorRT's weights and workspace
+    included, which torch's allocator counters miss), tegrastats' RAM in use (unified memory on Jetson)."""
+    if isinstance(sampler, NvmlSampler):
+        return {"nvml_process_bytes": sampler.process_memory_bytes()}
+    if isinstance(sampler, TegrastatsSampler) and sampler.ram_used_mb:
+        return {"tegrastats_ram_used_mb_max": max(sampler.ram_used_mb)}
+    return {}
 
 
 def _reference_outputs(runner: Any, job: BenchJob) -> np.ndarray:
@@ -95,13 +154,15 @@ def run_job(job: BenchJob) -> dict[str, Any]:
     out: dict[str, Any] = {"batches": {}, "memory": {}, "outputs": None, "error": None}
     sys_before, sys_loaded = _system_used_bytes(), None
     rss_before = _rss_bytes()
+    power = _sampler(job)
     try:
         with get_runtime(job.runtime).factory(job.target) as runner:
             out["memory"]["rss_after_load_bytes"] = _rss_bytes()
-            out["batches"] = _time_batches(runner, job)
+            out["batches"] = _time_batches(runner, job, power)
             if job.reference_inputs:
                 out["outputs"] = _reference_outputs(runner, job)
             out["memory"].update(runner.device_memory())
+            out["memory"].update(_device_memory_seen(power[0]))
             sys_loaded = _system_used_bytes()  # while the runner still holds its memory
     except Exception as e:  # noqa: BLE001  (reported as the row's failure reason, never a silent gap)
         out["error"] = f"{type(e).__name__}: {first_line(e)}"

@@ -57,6 +57,8 @@ class BenchConfig:
     # model -> {"onnx-fp32"|"onnx-fp16"|"onnx-int8"|"engine-fp32"|...: path}: artifacts made elsewhere
     # (by the pipeline), used as they are instead of being made again
     artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
+    power: str = "auto"  # power source for energy per image: auto, none, or one of power.SOURCES
+    idle_s: float = 1.0  # idle power sampled this long before each row's batch
 
     def pair(self) -> list[tuple[str, str]]:
         baseline = self.baseline or get_spec(self.model).twin
@@ -323,6 +325,8 @@ def _measure_model(run: _Run, name: str, prep: _Prepared, reference: tuple | Non
                 run.cfg.timing,  # type: ignore[arg-type]
                 os.fspath(ref_path) if ref_path is not None else None,
                 bool(run.env.get("jetson")),
+                run.cfg.power,
+                run.cfg.idle_s,
             )
             res = _spawn(job)
             if res["error"]:

@@ -37,7 +37,7 @@ from .defaults import (
     MIN_CALIB_IMAGES,
     TORCHSCRIPT_OPSET,
 )
-from .enums import CalibMethod, Exporter, Optimizer, Precision
+from .enums import CalibMethod, Exporter, Int8Target, Optimizer, Precision, Quantizer
 from .errors import NinExportError, first_line
 from .runtimes import RUNTIMES, runtime_help
 from .timing import TimingOptions
@@ -440,8 +440,8 @@ def _print_profiles(profiles: dict[str, dict[str, list[int]]]) -> None:
 # --- quantize ------------------------------------------------------------------------------------
 
 
-def _quantize_options(f: Callable) -> Callable:
-    """The calibration and check options that 'quantize' and 'trt --int8/--fp16' share."""
+def _calib_options(f: Callable) -> Callable:
+    """The calibration options that 'quantize', 'trt --int8/--fp16' and 'sensitivity' share."""
     for opt in reversed(
         [
             click.option(
@@ -479,6 +479,16 @@ def _quantize_options(f: Callable) -> Callable:
             click.option(
                 "--quantize-head", is_flag=True, default=False, help="INT8: also quantize global average pooling and what follows."
             ),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+def _quantize_options(f: Callable) -> Callable:
+    """The calibration options, and the INT8 controls that 'quantize' and 'trt --int8' share."""
+    for opt in reversed(
+        [
             click.option(
                 "--agreement-floor",
                 type=float,
@@ -486,10 +496,32 @@ def _quantize_options(f: Callable) -> Callable:
                 show_default=True,
                 help="INT8 with trained weights: the least top-1 agreement with FP32 on held-out images that passes.",
             ),
+            click.option(
+                "--exclude",
+                multiple=True,
+                metavar="NODE_OR_PATTERN",
+                help="INT8: keep this Conv/Gemm node in float (a name or a glob such as 'node_conv2d_*'; repeatable). "
+                "'nin-export sensitivity' lists the nodes.",
+            ),
+            click.option(
+                "--min-agreement",
+                type=float,
+                default=None,
+                metavar="P",
+                help="INT8: keep the most sensitive layers in float, one at a time, until top-1 agreement with FP32 "
+                "on the held-out images reaches P (e.g. 0.99).",
+            ),
+            click.option(
+                "--quantizer",
+                type=click.Choice([q.value for q in Quantizer]),
+                default=Quantizer.ORT.value,
+                show_default=True,
+                help="INT8: onnxruntime's quantizer (built in) or NVIDIA ModelOpt's ONNX PTQ (pip install 'nin-export[modelopt]').",
+            ),
         ]
     ):
         f = opt(f)
-    return f
+    return _calib_options(f)
 
 
 def _make_quantize_options(
@@ -501,7 +533,11 @@ def _make_quantize_options(
     calib_cache: str | None,
     no_calib_cache: bool,
     quantize_head: bool,
-    agreement_floor: float,
+    agreement_floor: float = DEFAULT_AGREEMENT_FLOOR,
+    exclude: tuple[str, ...] = (),
+    min_agreement: float | None = None,
+    quantizer: str = Quantizer.ORT.value,
+    int8_target: str = Int8Target.TENSORRT.value,
     keep_io_types: bool = True,
     synthetic: bool = False,
 ):
@@ -520,6 +556,10 @@ def _make_quantize_options(
         quantize_head=quantize_head,
         agreement_floor=agreement_floor,
         cache_dir=None if no_calib_cache else (calib_cache or DEFAULT_CACHE_DIR),
+        exclude=list(exclude),
+        min_agreement=min_agreement,
+        quantizer=Quantizer(quantizer),
+        target=Int8Target(int8_target),
     )
 
 
@@ -535,6 +575,14 @@ def _one_precision(fp16: bool, int8: bool, fp32: bool = False) -> Precision | No
 @click.option("--fp16", is_flag=True, help="Float16 compute (float32 I/O unless --no-keep-io-types).")
 @click.option("--int8", is_flag=True, help="INT8 post-training quantization as explicit Q/DQ.")
 @click.option("--keep-io-types/--no-keep-io-types", default=True, show_default=True, help="FP16: keep float32 inputs/outputs.")
+@click.option(
+    "--int8-target",
+    type=click.Choice([t.value for t in Int8Target]),
+    default=Int8Target.TENSORRT.value,
+    show_default=True,
+    help="INT8: tensorrt (int8 Q/DQ on Conv/Gemm inputs, every TensorRT) or ort-cpu (onnxruntime's fastest CPU layout: "
+    "uint8 activations, every op it quantizes; TensorRT refuses it).",
+)
 @_quantize_options
 @click.option("--synthetic", is_flag=True, default=False, help="Calibrate on random noise (accuracy figures become meaningless).")
 @click.option(
@@ -550,15 +598,18 @@ def quantize_cmd(
     """Make an FP16 or INT8 (Q/DQ) ONNX that every TensorRT accepts, checked against its FP32 parent.
 
     INT8 is symmetric (zero points 0), per-channel on the weights' output-channel axis, biases in
-    float, calibrated on real images preprocessed as the ONNX metadata says. The result is
-    compared with the parent on held-out images (top-1 agreement, cosine, max abs error) and
-    recorded in the manifest beside it.
+    float, Q/DQ on the inputs of Conv/Gemm only (TensorRT's rules), calibrated on real images
+    preprocessed as the ONNX metadata says. The result is compared with the parent on held-out
+    images (top-1 agreement, cosine, max abs error) and recorded in the manifest beside it, with
+    the layers kept in float.
 
     \b
     Example:
       nin-export quantize out/nin-cifar10.sim.onnx --fp16
       nin-export quantize out/nin-cifar10.sim.onnx --int8 --calib-data digits
       nin-export quantize out/nin-imagenet.sim.onnx --int8 --calib-data ~/imagenet-val --calib-count 500
+      nin-export quantize out/nin-imagenet.sim.onnx --int8 --calib-data digits --min-agreement 0.99
+      nin-export quantize out/nin-cifar10.sim.onnx --int8 --calib-data digits --exclude node_conv2d --quantizer modelopt
     """
     from .quantize import quantize
 
@@ -577,12 +628,56 @@ def quantize_cmd(
     )
     if res.cache:
         console.print(escape(f"calibration cache: {res.cache}"))
+    if res.float_layers:
+        console.print(escape(f"kept in float: {', '.join(f['node'] for f in res.float_layers)}"))
     console.print(
         escape(
             f"wrote {res.path} ({fmt_bytes(res.path.stat().st_size)}, parent {fmt_bytes(res.parent.stat().st_size)}); "
             f"manifest {res.path.parent / 'manifest.json'}"
         )
     )
+
+
+@cli.command("sensitivity")
+@click.argument("onnx_path", metavar="MODEL.onnx", type=click.Path(dir_okay=False))
+@_calib_options
+@click.option(
+    "-o",
+    "--output-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Where sensitivity.json/.md/.png go (default: <name>.sensitivity/ beside the model).",
+)
+def sensitivity_cmd(onnx_path: str, output_dir: str | None, **q: Any) -> None:
+    """Rank an FP32 model's layers by how much INT8 costs each: quantize one layer at a time.
+
+    Each Conv/Gemm layer alone is put in INT8 (Q/DQ on its inputs, calibrated as 'quantize --int8'
+    does) and compared with FP32 on held-out images: top-1 agreement and the logits' SQNR. Writes a
+    JSON file, a Markdown table and a bar chart, most sensitive first. Keep the top layers in float
+    with 'quantize --int8 --exclude LAYER', or let '--min-agreement P' pick them in this order.
+
+    \b
+    Example:
+      nin-export sensitivity out/nin-cifar10.sim.onnx --calib-data digits
+      nin-export sensitivity out/nin-imagenet.sim.onnx --calib-data ~/val --eval-count 500 -o sens/
+    """
+    from ._io import check_outputs
+    from .quantize import analyze
+    from .sensitivity import write_sensitivity
+
+    src = Path(onnx_path)
+    out = Path(output_dir) if output_dir else src.with_name(src.name.removesuffix(".onnx") + ".sensitivity")
+    stem = "sensitivity"
+    check_outputs([out / f"{stem}.{ext}" for ext in ("json", "md", "png")], [src])
+    opts = _make_quantize_options(Precision.INT8, **q)
+    s = analyze(src, opts, progress=_progress)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = write_sensitivity(s, out, stem)
+    full = s.full_int8
+    console.print(escape(f"every layer in INT8: top-1 agreement {full['top1_agreement']:.1%}, SQNR {full['sqnr_db']:.1f} dB"))
+    for i, r in enumerate(s.layers[:5], 1):
+        console.print(escape(f"  {i}. {r.node} ({r.op_type}): agreement {r.top1_agreement:.1%}, SQNR {r.sqnr_db:.1f} dB"))
+    console.print(escape("wrote " + ", ".join(str(p) for p in paths)))
 
 
 # --- trt -----------------------------------------------------------------------------------------
@@ -737,6 +832,8 @@ def _bench_config(
     output_dir: str,
     engines: tuple[str, ...] = (),
     baseline_engines: tuple[str, ...] = (),
+    power: str = "auto",
+    idle_s: float = 1.0,
 ):
     from .bench import BenchConfig
     from .parse import parse_batch_list
@@ -748,7 +845,11 @@ def _bench_config(
         threads=threads,
         timing=TimingOptions(warmup_ms, min_iters, min_ms),
         data=None if data.lower() == "none" else data,
+        power=power,
+        idle_s=idle_s,
     )
+    if not 0 <= idle_s <= 60:
+        raise NinExportError(f"--idle-s must be in 0..60 seconds, got {idle_s}")
     if backends:
         cfg.runtimes = _csv_list(backends, "backends", [r.alias for r in RUNTIMES] + [r.name for r in RUNTIMES])
     if precisions:
@@ -777,6 +878,15 @@ _T = TimingOptions()
 @click.option("--warmup-ms", type=float, default=_T.warmup_ms, show_default=True, help="Warm-up per row, by time.")
 @click.option("--min-iters", type=int, default=_T.min_iters, show_default=True, help="At least this many timed iterations per row.")
 @click.option("--min-ms", type=float, default=_T.min_ms, show_default=True, help="And at least this long per row.")
+@click.option(
+    "--power",
+    type=click.Choice(["auto", "none", "ina3221", "tegrastats", "nvml", "rapl"]),
+    default="auto",
+    show_default=True,
+    help="Power source for energy per image: Jetson INA3221 sysfs or tegrastats, NVML (desktop GPUs), RAPL (x86); "
+    "auto takes the first this machine has.",
+)
+@click.option("--idle-s", type=float, default=1.0, show_default=True, help="Idle power is sampled this long before each row.")
 @click.option(
     "--data",
     default=DEFAULT_DATA,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["StrEnum", "Precision", "CalibMethod", "Optimizer", "BYTES_PER_PARAM"]
+__all__ = ["StrEnum", "Precision", "CalibMethod", "Int8Target", "Quantizer", "Optimizer", "BYTES_PER_PARAM"]
 
 
 class StrEnum(str, Enum):
@@ -37,6 +37,18 @@ class CalibMethod(StrEnum):
             "entropy": CalibrationMethod.Entropy,
             "percentile": CalibrationMethod.Percentile,
         }[self.value]
+
+
+class Int8Target(StrEnum):
+    """Where an INT8 graph is meant to run: its Q/DQ placement and integer types."""
+
+    TENSORRT = "tensorrt"  # int8 symmetric, Q/DQ on the inputs of Conv/Gemm/MatMul only (TensorRT's rules)
+    ORT_CPU = "ort-cpu"  # onnxruntime's CPU kernels: uint8 asymmetric activations, every op it quantizes
+
+
+class Quantizer(StrEnum):
+    ORT = "ort"  # onnxruntime.quantization (built in)
+    MODELOPT = "modelopt"  # NVIDIA ModelOpt's ONNX PTQ (modelopt.onnx.quantization), an optional extra
 
 
 class Exporter(StrEnum):

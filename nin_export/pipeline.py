@@ -23,7 +23,7 @@ from ._io import check_outputs, ensure_dir, read_json, sha256_file, write_json
 from .bench import BenchConfig, run_bench
 from .config import load_settings
 from .data import DEFAULT_DATA
-from .enums import CalibMethod, Precision
+from .enums import CalibMethod, Precision, Quantizer
 from .errors import NinExportError
 from .evaluate import evaluate
 from .export import ExportOptions, export_model
@@ -69,6 +69,9 @@ class QuantizeSection:
     calib_method: str = CalibMethod.MINMAX.value
     calib_cache: str | None = DEFAULT_CACHE_DIR  # calibration range caches (see calibration/README.md); None: none
     eval_count: int = DEFAULT_EVAL_COUNT  # held-out images for the check against FP32
+    exclude: list[str] = field(default_factory=list)  # INT8: Conv/Gemm node names or globs kept in float
+    min_agreement: float | None = None  # INT8: keep the most sensitive layers in float until reached
+    quantizer: str = Quantizer.ORT.value  # ort or modelopt
 
 
 @dataclass
@@ -123,7 +126,18 @@ class PipelineConfig:
             calib_method=method,
             eval_count=q.eval_count,
             cache_dir=q.calib_cache,
+            **(self._int8_controls() if precision is Precision.INT8 else {}),
         )
+
+    def _int8_controls(self) -> dict[str, Any]:
+        q = self.quantize
+        try:
+            quantizer = Quantizer(q.quantizer)
+        except ValueError:
+            raise NinExportError(
+                f"config: quantize.quantizer '{q.quantizer}' is not one of {', '.join(m.value for m in Quantizer)}"
+            ) from None
+        return {"exclude": list(q.exclude), "min_agreement": q.min_agreement, "quantizer": quantizer}
 
 
 def load_config(path: str | os.PathLike) -> PipelineConfig:

@@ -1,10 +1,12 @@
 """FP16 and INT8 (explicit Q/DQ) ONNX graphs that every TensorRT accepts, checked against FP32.
 
-Precision lives in the graph. FP16: float16 compute, float32 I/O by default. INT8: onnxruntime's
-static quantization in QDQ format with the settings TensorRT needs:
-symmetric int8 activations and weights (zero points 0), per-channel weights on the output-channel
-axis, biases left in float (TensorRT rejects an INT32 bias DequantizeLinear), opset >= 13. The
-global average pooling of a NiN and what follows it stay in float unless asked otherwise.
+Precision lives in the graph. FP16: float16 compute, float32 I/O by default. INT8: symmetric int8
+activations and weights (zero points 0), per-channel weights on the output-channel axis stored as int8,
+biases left in float (TensorRT rejects an INT32 bias DequantizeLinear), opset >= 13, and Q/DQ on the
+inputs of Conv/Gemm/MatMul only, as TensorRT's rules and NVIDIA ModelOpt place it (see qdq.py). The
+global average pooling of a NiN and what follows it stay in float unless asked otherwise; so do layers
+named with ``exclude``, and, with ``min_agreement``, the most sensitive layers until the held-out top-1
+agreement with FP32 reaches it (see sensitivity.py).
 
 Calibration ranges are cached as JSON under a key of (model graph, calibration inputs,
 preprocessing, method, count), and reused only when the key matches.
@@ -17,7 +19,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +37,24 @@ from .defaults import (
     MIN_CALIB_IMAGES,
     RECOMMENDED_CALIB_IMAGES,
 )
-from .enums import CalibMethod, Precision
+from .enums import CalibMethod, Int8Target, Precision, Quantizer
 from .errors import FileFormatError, NinExportError, OnnxFileError, VerificationError
 from .manifest import MANIFEST_NAME, lineage, record_artifact
 from .meta import ModelMeta
 from .onnx_utils import check_metadata_matches_graph, graph_precision, load_onnx, opset_of, read_metadata, set_metadata, toposort
+from .qdq import (
+    HISTOGRAM_OPTIONS,
+    MODELOPT_METHODS,
+    calibrate,
+    head_nodes,
+    match_nodes,
+    modelopt_int8,
+    name_nodes,
+    quantizable_nodes,
+    quantize_int8,
+)
 from .runners.onnxrt import OrtRunner
+from .sensitivity import Sensitivity, fidelity, keep_float_until, rank_layers
 from .verify import Agreement, Tolerance, compare, tolerance_for
 
 __all__ = [
@@ -51,6 +64,7 @@ __all__ = [
     "quantize",
     "convert_fp16",
     "quantize_int8",
+    "analyze",
     "MIN_CALIB_IMAGES",
     "RECOMMENDED_CALIB_IMAGES",
     "DEFAULT_CACHE_DIR",
@@ -77,19 +91,29 @@ class QuantizeOptions:
     # INT8 with trained weights: the least top-1 agreement with the FP32 parent on held-out images that
     # passes (cosine alone let 50% agreement through). Random weights have near-flat logits: not applied.
     agreement_floor: float = DEFAULT_AGREEMENT_FLOOR
+    target: Int8Target = Int8Target.TENSORRT  # INT8: Q/DQ placement and integer types
+    quantizer: Quantizer = Quantizer.ORT
+    exclude: list[str] = field(default_factory=list)  # INT8: node names or globs kept in float
+    min_agreement: float | None = None  # INT8: keep the most sensitive layers in float until this is reached
 
     def to_dict(self) -> dict[str, Any]:
         d = {"precision": str(self.precision), "calib_data": self.calib_data, "eval_count": self.eval_count}
         if self.precision is Precision.FP16:
             d["keep_io_types"] = self.keep_io_types
         else:
+            ort_cpu = self.target is Int8Target.ORT_CPU
             d.update(
                 calib_method=self.calib_method.value,
                 calib_count=self.calib_count,
                 quantize_head=self.quantize_head,
-                activation="int8 symmetric per-tensor",
+                target=self.target.value,
+                quantizer=self.quantizer.value,
+                exclude=list(self.exclude),
+                min_agreement=self.min_agreement,
+                placement="every op onnxruntime quantizes" if ort_cpu else "inputs of Conv/Gemm/MatMul",
+                activation="uint8 asymmetric per-tensor" if ort_cpu else "int8 symmetric per-tensor",
                 weight="int8 symmetric per-channel (axis 0)",
-                bias="float",
+                bias="int32" if ort_cpu else "float",
             )
         return d
 
@@ -103,7 +127,8 @@ class QuantizeResult:
     calib_images: int = 0
     cache: str | None = None  # "reused <path>" / "wrote <path>" / None
     notes: list[str] = field(default_factory=list)  # warnings for the user
-    excluded_nodes: list[str] = field(default_factory=list)
+    excluded_nodes: list[str] = field(default_factory=list)  # every node left in float (head included)
+    float_layers: list[dict[str, str]] = field(default_factory=list)  # Conv/Gemm kept in float, and why
     graph: onnx.ModelProto | None = field(default=None, repr=False)  # what was written to ``path``, checked
 
 
@@ -162,30 +187,6 @@ def convert_fp16(model: onnx.ModelProto, keep_io_types: bool = True) -> onnx.Mod
 # --- INT8 ---------------------------------------------------------------------------------------
 
 
-def head_nodes(model: onnx.ModelProto) -> list[str]:
-    """Global average pooling nodes and everything downstream of them."""
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    todo = [n for n in model.graph.node if n.op_type in ("GlobalAveragePool", "ReduceMean")]
-    seen: dict[str, None] = {}
-    while todo:
-        n = todo.pop()
-        if n.name in seen:
-            continue
-        seen[n.name] = None
-        for o in n.output:
-            todo.extend(consumers.get(o, []))
-    return list(seen)
-
-
-def _name_nodes(model: onnx.ModelProto) -> None:
-    for i, n in enumerate(model.graph.node):
-        if not n.name:
-            n.name = f"{n.op_type}_{i}"
-
-
 def _graph_hash(model: onnx.ModelProto) -> str:
     """The graph (nodes, weights, I/O) and its opsets: what the ranges depend on. Model metadata is left
     out, so a retrained checkpoint with the same weights (only its training time differs, and with it
@@ -208,6 +209,8 @@ def cache_key(
         "method": method.value,
         "count": str(len(calib_x)),
     }
+    if HISTOGRAM_OPTIONS.get(method):  # entropy before its 2048-bin histogram equalled minmax: not reused
+        parts["histogram"] = json.dumps(HISTOGRAM_OPTIONS[method], sort_keys=True)
     parts["key"] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     return parts
 
@@ -230,84 +233,6 @@ def load_calibration_cache(path: Path, key: str) -> dict[str, tuple[float, float
     if all(lo == hi == 0 for lo, hi in ranges.values()):
         raise FileFormatError(f"calibration cache '{path}' has every range at zero, which would quantize everything to 0; {hint}")
     return ranges
-
-
-class _Reader:
-    """onnxruntime's CalibrationDataReader protocol: ``get_next() -> dict | None``."""
-
-    def __init__(self, name: str, x: np.ndarray, batch: int = 16) -> None:
-        self.name, self.x, self.batch, self.pos = name, x, batch, 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.pos >= len(self.x):
-            return None
-        chunk = self.x[self.pos : self.pos + self.batch]
-        self.pos += self.batch
-        return {self.name: chunk}
-
-    def rewind(self) -> None:
-        self.pos = 0
-
-    def __iter__(self):
-        self.rewind()
-        while (item := self.get_next()) is not None:
-            yield item
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def set_range(self, start_index: int, end_index: int) -> None:  # for CalibStridedMinMax; unused
-        self.pos = start_index
-
-
-def calibrate(model: onnx.ModelProto, x: np.ndarray, method: CalibMethod) -> dict[str, tuple[float, float]]:
-    """Run onnxruntime's calibrator over ``x``; return {tensor: (lowest, highest)}."""
-    from onnxruntime.quantization.calibrate import create_calibrator
-
-    with tempfile.TemporaryDirectory(prefix="nin-export-calib-") as tmp:
-        src = Path(tmp) / "model.onnx"
-        onnx.save(model, os.fspath(src))
-        extra = {"percentile": 99.999} if method is CalibMethod.PERCENTILE else {}
-        calibrator = create_calibrator(
-            src,
-            None,
-            augmented_model_path=os.fspath(Path(tmp) / "augmented.onnx"),
-            calibrate_method=method.ort(),
-            extra_options=extra,
-        )
-        # Equal batches: onnxruntime's histogram calibrators (entropy, percentile) stack the batches'
-        # outputs and fail on a ragged last one (300 images in 16s leave 12).
-        batch = next(b for b in range(16, 0, -1) if len(x) % b == 0)
-        calibrator.collect_data(_Reader(model.graph.input[0].name, x, batch))
-        data = calibrator.compute_data()
-        del calibrator
-    out = {}
-    for name, td in data.data.items():
-        lo, hi = td.range_value
-        out[name] = (float(np.asarray(lo).min()), float(np.asarray(hi).max()))
-    return out
-
-
-def quantize_int8(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]], exclude: list[str]) -> onnx.ModelProto:
-    """Q/DQ insertion with the TensorRT settings, from precomputed ranges."""
-    from onnxruntime.quantization import QuantType
-    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
-    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
-    from onnxruntime.quantization.quant_utils import save_and_reload_model_with_shape_infer
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
-
-    # What quantize_static does before it builds the same quantizer (onnxruntime >= 1.17).
-    op_types = sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
-    model = save_and_reload_model_with_shape_infer(model)
-    tensors = TensorsData(
-        CalibrationMethod.MinMax, {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()}
-    )
-    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
-    quantizer = QDQQuantizer(model, True, False, QuantType.QInt8, QuantType.QInt8, tensors, [], exclude, op_types, extra)
-    quantizer.quantize_model()
-    out = quantizer.model.model
-    toposort(out)  # as save_model_to_file would
-    return out
 
 
 # --- the step ------------------------------------------------------------------------------------
@@ -341,8 +266,25 @@ def _check_request(src: Path, model: onnx.ModelProto, options: QuantizeOptions) 
         )
     if options.calib_count < 1 or options.eval_count < 1:
         raise NinExportError("--calib-count and --eval-count must be positive")
-    if not 0.0 <= options.agreement_floor <= 1.0:
-        raise NinExportError(f"--agreement-floor must be in [0, 1], got {options.agreement_floor}")
+    _check_int8_controls(options)
+
+
+def _check_int8_controls(options: QuantizeOptions) -> None:
+    for name, v in (("--agreement-floor", options.agreement_floor), ("--min-agreement", options.min_agreement)):
+        if v is not None and not 0.0 <= v <= 1.0:
+            raise NinExportError(f"{name} must be in [0, 1], got {v}")
+    if options.precision is not Precision.INT8:
+        used = [n for n, on in (("--exclude", options.exclude), ("--min-agreement", options.min_agreement is not None)) if on]
+        if used or options.quantizer is not Quantizer.ORT or options.target is not Int8Target.TENSORRT:
+            raise NinExportError(f"{', '.join(used) or '--quantizer/--int8-target'} applies to --int8 only")
+    if options.quantizer is Quantizer.MODELOPT:
+        if options.target is not Int8Target.TENSORRT:
+            raise NinExportError("--quantizer modelopt makes TensorRT graphs only: drop --int8-target ort-cpu")
+        if options.calib_method not in MODELOPT_METHODS:
+            raise NinExportError(
+                f"--quantizer modelopt calibrates with {' or '.join(m.value for m in MODELOPT_METHODS)}, "
+                f"not {options.calib_method.value}"
+            )
 
 
 def _ranges(
@@ -389,88 +331,44 @@ def _ranges(
     return ranges
 
 
-def _int8_graph(
-    model: onnx.ModelProto,
-    src: Path,
-    source: DataSource,
-    calib_idx: np.ndarray,
-    pre: Preprocess,
-    meta: ModelMeta,
-    options: QuantizeOptions,
-    result: QuantizeResult,
-    say: Progress,
-) -> onnx.ModelProto:
-    calib = _load(source, calib_idx, "calibration")
-    result.notes += [n for n in calib.notes() if n not in result.notes]
-    result.calib_images = len(calib.x)
-    if len(calib.x) < MIN_CALIB_IMAGES:
-        raise DataError(
-            f"too few calibration images: only {len(calib.x)} of {source.name} could be read; "
-            f"INT8 needs at least {MIN_CALIB_IMAGES}"
-        )
-    model = onnx.ModelProto.FromString(model.SerializeToString())  # the caller's graph stays as it was
-    _name_nodes(model)
-    ranges = _ranges(model, src, calib, pre, source, meta, options, result, say)
-    exclude = [] if options.quantize_head else head_nodes(model)
-    result.excluded_nodes = exclude
-    say(
-        "inserting Q/DQ (symmetric int8, per-channel weights, float bias)"
-        + (f"; {len(exclude)} head nodes kept in float" if exclude else "")
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return quantize_int8(model, ranges, exclude)
+@dataclass
+class _Job:
+    """One quantization request, loaded: the parent graph, its metadata, the data and the held-out
+    reference logits every check compares with."""
+
+    src: Path
+    model: onnx.ModelProto
+    meta: ModelMeta
+    pre: Preprocess
+    source: DataSource
+    options: QuantizeOptions
+    result: QuantizeResult
+    held: Samples
+    calib_idx: np.ndarray
+    say: Progress
+    _ref: np.ndarray | None = None
+
+    @property
+    def ref(self) -> np.ndarray:
+        if self._ref is None:
+            self._ref = _run(self.src, self.held.x)
+        return self._ref
+
+    def run(self, graph: onnx.ModelProto) -> np.ndarray:
+        return _run(graph.SerializeToString(), self.held.x)
 
 
-def _tolerance(prec: Precision, options: QuantizeOptions, meta: ModelMeta, synthetic: bool) -> Tolerance:
-    tol = tolerance_for(prec)
-    if prec is Precision.INT8 and meta.weights != "random-init" and not synthetic:
-        tol = dataclasses.replace(tol, min_top1=options.agreement_floor)
-    return tol
-
-
-def _write_checked(
-    out_model: onnx.ModelProto, src: Path, dest: Path, held: Samples, tol: Tolerance, say: Progress
-) -> tuple[Agreement, np.ndarray]:
-    """Write ``out_model`` to ``dest`` only once it agrees with ``src`` on the held-out images."""
-    say(f"checking against {src.name} on {len(held.x)} held-out images")
-    ref = _run(src, held.x)
-    with atomic_path(dest, suffix=".onnx") as tmp:
-        onnx.save(out_model, os.fspath(tmp))
-        load_onnx(tmp, check=True)
-        agree = compare([ref], [_run(tmp, held.x)], tol)
-        if not agree.passed:
-            fix = (
-                "; more calibration images (--calib-count), another --calib-method, or --no-calib-cache if a cached range "
-                "is damaged, may help"
-                if tol.min_top1
-                else ""
-            )
-            raise VerificationError(
-                f"{dest.name} disagrees with {src.name}: {agree.describe()} (needs {tol.describe()}); nothing written{fix}"
-            )
-    return agree, ref
-
-
-def quantize(
-    src: str | os.PathLike,
-    options: QuantizeOptions,
-    output: str | os.PathLike | None = None,
-    progress: Progress | None = None,
-    model: onnx.ModelProto | None = None,
-) -> QuantizeResult:
-    """Make ``src``'s FP16 or INT8 twin, check it against ``src`` on held-out real inputs, record it.
-    ``model`` is the already loaded graph of ``src``, if the caller has it."""
-    say = progress or (lambda _m: None)
-    src = Path(src)
-    model = model if model is not None else load_onnx(src)
+def _prepare(src: Path, model: onnx.ModelProto, options: QuantizeOptions, dest: Path | None, say: Progress) -> _Job:
+    """Check the request and the outputs, open the data, load the held-out images."""
     _check_request(src, model, options)
     prec = options.precision
     meta = ModelMeta.from_dict(read_metadata(model), f"ONNX metadata of '{src}'")
     check_metadata_matches_graph(meta, model, src)
     pre = meta.preprocess()
-    dest = Path(output) if output else default_output(src, prec)
-    check_outputs([dest, dest.parent / MANIFEST_NAME], lineage(src))
+    if options.exclude:
+        match_nodes(model, options.exclude)  # a pattern that matches nothing is refused before any work
+    if dest is not None:
+        check_outputs([dest, dest.parent / MANIFEST_NAME], lineage(src))
     spec = "synthetic" if options.allow_synthetic and options.calib_data is None else (options.calib_data or DEFAULT_DATA)
     source = open_source(spec, pre, allow_synthetic=options.allow_synthetic)
     result = QuantizeResult(dest, src, prec, None)  # type: ignore[arg-type]
@@ -490,25 +388,183 @@ def quantize(
     )
     held = _load(source, eval_idx, "held-out")
     result.notes += held.notes()
+    return _Job(src, model, meta, pre, source, options, result, held, calib_idx, say)
+
+
+@dataclass
+class _Int8Plan:
+    """What every INT8 graph of one request shares: the named parent, its calibration, the head."""
+
+    job: _Job
+    model: onnx.ModelProto
+    calib: Samples
+    head: list[str]
+    _ranges: dict[str, tuple[float, float]] | None = None
+
+    @property
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        if self._ranges is None:
+            j = self.job
+            self._ranges = _ranges(self.model, j.src, self.calib, j.pre, j.source, j.meta, j.options, j.result, j.say)
+        return self._ranges
+
+    def graph(self, float_layers: list[str]) -> onnx.ModelProto:
+        """Every quantizable node in INT8 but the head and ``float_layers``."""
+        o = self.job.options
+        if o.quantizer is Quantizer.MODELOPT:
+            self.job.say("quantizing with NVIDIA ModelOpt (it calibrates by itself)")
+            return modelopt_int8(self.model, self.calib.x, o.calib_method, self.head + float_layers)
+        return quantize_int8(self.model, self.ranges, self.head + float_layers, o.target)
+
+    def only(self, node: str) -> onnx.ModelProto:
+        """``node`` alone in INT8 (TensorRT placement: the layer's own inputs)."""
+        return quantize_int8(self.model, self.ranges, self.head, Int8Target.TENSORRT, only=[node])
+
+    def quantizable(self) -> list[onnx.NodeProto]:
+        return quantizable_nodes(self.model, skip=self.head)
+
+
+def _plan(job: _Job) -> _Int8Plan:
+    calib = _load(job.source, job.calib_idx, "calibration")
+    r = job.result
+    r.notes += [n for n in calib.notes() if n not in r.notes]
+    r.calib_images = len(calib.x)
+    if len(calib.x) < MIN_CALIB_IMAGES:
+        raise DataError(
+            f"too few calibration images: only {len(calib.x)} of {job.source.name} could be read; "
+            f"INT8 needs at least {MIN_CALIB_IMAGES}"
+        )
+    model = onnx.ModelProto.FromString(job.model.SerializeToString())  # the caller's graph stays as it was
+    name_nodes(model)
+    return _Int8Plan(job, model, calib, [] if job.options.quantize_head else head_nodes(model))
+
+
+def _int8_graph(job: _Job) -> onnx.ModelProto:
+    """The INT8 graph: every quantizable layer but the head, --exclude's and what --min-agreement keeps float."""
+    plan, o, say = _plan(job), job.options, job.say
+    chosen = match_nodes(plan.model, o.exclude)
+    floats = {n: f"--exclude {' '.join(o.exclude)}" for n in chosen if n not in plan.head}
+    say(
+        f"inserting Q/DQ ({o.quantizer.value}, {o.target.value} placement, per-channel weights)"
+        + (f"; {len(plan.head)} head nodes" if plan.head else "")
+        + (f"; {len(floats)} excluded layer(s)" if floats else "")
+        + (" kept in float" if plan.head or floats else "")
+    )
+    graph = plan.graph(list(floats))
+    if o.min_agreement is not None:
+        agree = fidelity(job.ref, job.run(graph))["top1_agreement"]
+        say(f"top-1 agreement with every other layer in INT8: {agree:.1%} (--min-agreement {o.min_agreement:.1%})")
+        if agree < o.min_agreement:
+            todo = [n for n in plan.quantizable() if n.name not in floats]
+            ranking = rank_layers(plan.model, todo, plan.only, job.run, job.ref, say)
+            kept, graph, agree = keep_float_until(
+                o.min_agreement, ranking, lambda ks: plan.graph(list(floats) + ks), job.run, job.ref, say
+            )
+            floats.update({n: f"--min-agreement {o.min_agreement:g}" for n in kept})
+    ops = {n.name: n.op_type for n in plan.model.graph.node}
+    job.result.float_layers = [{"node": n, "op": ops[n], "why": why} for n, why in floats.items()]
+    job.result.excluded_nodes = plan.head + list(floats)
+    return graph
+
+
+def _tolerance(prec: Precision, options: QuantizeOptions, meta: ModelMeta, synthetic: bool) -> Tolerance:
+    tol = tolerance_for(prec)
+    if prec is Precision.INT8 and meta.weights != "random-init" and not synthetic:
+        tol = dataclasses.replace(tol, min_top1=options.agreement_floor)
+    return tol
+
+
+def _write_checked(out_model: onnx.ModelProto, job: _Job, tol: Tolerance) -> Agreement:
+    """Write ``out_model`` to the destination only once it agrees with the parent on the held-out images."""
+    src, dest = job.src, job.result.path
+    job.say(f"checking against {src.name} on {len(job.held.x)} held-out images")
+    ref = job.ref
+    with atomic_path(dest, suffix=".onnx") as tmp:
+        onnx.save(out_model, os.fspath(tmp))
+        load_onnx(tmp, check=True)
+        agree = compare([ref], [_run(tmp, job.held.x)], tol)
+        if not agree.passed:
+            fix = (
+                f"; keep the most sensitive layers in float with --min-agreement {tol.min_top1:g} (or --exclude LAYER; "
+                f"'nin-export sensitivity' ranks them), or try more calibration images (--calib-count), another "
+                f"--calib-method, or --no-calib-cache if a cached range is damaged"
+                if tol.min_top1
+                else ""
+            )
+            raise VerificationError(
+                f"{dest.name} disagrees with {src.name}: {agree.describe()} (needs {tol.describe()}); nothing written{fix}"
+            )
+    return agree
+
+
+def quantize(
+    src: str | os.PathLike,
+    options: QuantizeOptions,
+    output: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+    model: onnx.ModelProto | None = None,
+) -> QuantizeResult:
+    """Make ``src``'s FP16 or INT8 twin, check it against ``src`` on held-out real inputs, record it.
+    ``model`` is the already loaded graph of ``src``, if the caller has it."""
+    say = progress or (lambda _m: None)
+    src = Path(src)
+    model = model if model is not None else load_onnx(src)
+    prec = options.precision
+    job = _prepare(src, model, options, Path(output) if output else default_output(src, prec), say)
+    result = job.result
     if prec is Precision.FP16:
         say("converting to float16" + (" (float32 inputs/outputs kept)" if options.keep_io_types else ""))
         out_model = convert_fp16(model, options.keep_io_types)
     else:
-        out_model = _int8_graph(model, src, source, calib_idx, pre, meta, options, result, say)
+        out_model = _int8_graph(job)
     set_metadata(out_model, {"precision": prec.value, "parent_onnx": src.name})
+    if prec is Precision.INT8:
+        set_metadata(out_model, {"int8_target": options.target.value, "quantizer": options.quantizer.value})
     result.graph = out_model
-    result.agreement, ref = _write_checked(out_model, src, dest, held, _tolerance(prec, options, meta, source.synthetic), say)
-    ver = dict(result.agreement.to_dict(), data=source.name)
-    if held.y is not None:
-        ver["top1_accuracy_parent"] = float((ref.argmax(1) == held.y).mean())
-    calibration = {"images": result.calib_images, "cache": result.cache, "source": source.name} if prec is Precision.INT8 else None
+    result.agreement = _write_checked(out_model, job, _tolerance(prec, options, job.meta, job.source.synthetic))
+    ver = dict(result.agreement.to_dict(), data=job.source.name)
+    if job.held.y is not None:
+        ver["top1_accuracy_parent"] = float((job.ref.argmax(1) == job.held.y).mean())
+        ver["top1_accuracy"] = float((job.run(out_model).argmax(1) == job.held.y).mean())
+    int8 = prec is Precision.INT8
+    calibration = {"images": result.calib_images, "cache": result.cache, "source": job.source.name} if int8 else None
     record_artifact(
-        dest,
+        result.path,
         kind="onnx-quantized",
         parent=src,
         precision=prec.value,
         options=options.to_dict(),
         verification=ver,
-        extra={"calibration": calibration, "excluded_nodes": result.excluded_nodes, "notes": result.notes},
+        extra={
+            "calibration": calibration,
+            "excluded_nodes": result.excluded_nodes,
+            "float_layers": result.float_layers,
+            "notes": result.notes,
+        },
     )
     return result
+
+
+def analyze(src: str | os.PathLike, options: QuantizeOptions, progress: Progress | None = None) -> Sensitivity:
+    """Per-layer INT8 sensitivity of the FP32 graph ``src``: each quantizable layer alone in INT8,
+    compared with FP32 on held-out images; most sensitive first (see sensitivity.py)."""
+    say = progress or (lambda _m: None)
+    src = Path(src)
+    options = dataclasses.replace(options, precision=Precision.INT8)
+    job = _prepare(src, load_onnx(src), options, None, say)
+    plan = _plan(job)
+    plan.ranges  # noqa: B018 (calibrate, or read the cache, before the first graph)
+    say("every layer in INT8")
+    full = fidelity(job.ref, job.run(plan.graph([])), job.held.y)
+    layers = rank_layers(plan.model, plan.quantizable(), plan.only, job.run, job.ref, say)
+    return Sensitivity(
+        model=job.meta.model or src.stem,
+        source=src.name,
+        calib_method=options.calib_method.value,
+        calib_images=job.result.calib_images,
+        eval_images=len(job.held.x),
+        data=job.source.name,
+        full_int8=full,
+        fp32_accuracy=None if job.held.y is None else float((job.ref.argmax(1) == job.held.y).mean()),
+        layers=layers,
+    )

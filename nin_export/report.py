@@ -167,6 +167,7 @@ def _side_by_side(res: dict[str, Any]) -> list[str]:
 _DEVICE_MEMORY = (
     ("gpu_peak_allocated_bytes", "peak GPU memory allocated by PyTorch"),
     ("engine_device_memory_bytes", "TensorRT engine device memory"),
+    ("nvml_process_bytes", "GPU memory NVML sees for the process (TensorRT's own included)"),
 )
 
 
@@ -343,31 +344,100 @@ def _size_bars(res: dict[str, Any], out: Path) -> Path:
     return _save(fig, out / "size_bars.png")
 
 
-def _memory_vs_latency(results: list[dict[str, Any]], out: Path) -> Path:
+_PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
+
+
+def _pair_plot(results: list[dict[str, Any]], y_of: Any, ylabel: str, title: str, path: Path) -> Path | None:
+    """Batch-1 rows, one panel per backend: one colour per machine x model pair, a marker per precision,
+    NiN filled and its twin hollow, a line from NiN to twin labelled with the twin/NiN ratio of ``y_of``."""
+    import matplotlib.ticker
+
+    points = [(res, r) for res in results for r in _ok_rows(res) if r["batch"] == min(res["config"]["batches"]) and y_of(r)]
+    if not points:
+        return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for res in results:
-        for r in _ok_rows(res):
-            marker = "o" if res["models"][r["model"]]["head"] == "gap" else "s"
-            ax.scatter(
-                r["latency_ms"]["median"],
-                r["memory"]["peak_rss_bytes"] / 2**20,
-                marker=marker,
-                alpha=0.7,
-                label=f"{r['model']} {r['backend']} {r['precision']}",
-            )
-    handles, lbls = ax.get_legend_handles_labels()
-    uniq = dict(zip(lbls, handles))
-    ax.legend(uniq.values(), uniq.keys(), fontsize=6, ncol=2)
-    ax.set(
-        xscale="log",
-        xlabel="median latency (ms, every batch)",
-        ylabel="peak RSS of the runner's process (MiB)",
-        title="Memory vs latency (circle: NiN, square: FC twin)",
+    backends = sorted({r["backend"] for _, r in points})
+    pairs = sorted({(res["machine"], res["config"]["model"]) for res, _ in points})
+    colours = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(pairs)}
+    fig, axes = plt.subplots(1, len(backends), figsize=(4.6 * len(backends), 4.4), squeeze=False)
+    for ax, backend in zip(axes[0], backends):
+        for res in results:
+            colour, nin = colours.get((res["machine"], res["config"]["model"])), res["config"]["model"]
+            index = {(r["model"], r["precision"]): r for rr, r in points if rr is res and r["backend"] == backend}
+            for prec, marker in _PRECISION_MARKERS.items():
+                a, b = index.get((nin, prec)), index.get((res["config"]["baseline"], prec))
+                for r, filled in ((a, True), (b, False)):
+                    if r is not None:
+                        ax.scatter(r["latency_ms"]["median"], y_of(r), marker=marker, s=55, color=colour if filled else "none",
+                                   edgecolors=colour, linewidths=1.5)  # fmt: skip
+                if a is not None and b is not None:
+                    xa, ya, xb, yb = a["latency_ms"]["median"], y_of(a), b["latency_ms"]["median"], y_of(b)
+                    ax.plot([xa, xb], [ya, yb], color=colour, lw=0.8, alpha=0.6)
+                    ax.annotate(f"{yb / ya:.1f}x", ((xa * xb) ** 0.5, (ya * yb) ** 0.5), fontsize=7, color=colour)
+        ax.set(xscale="log", yscale="log", xlabel="median latency, batch 1 (ms)", title=backend)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.grid(True, which="both", alpha=0.25)
+    axes[0][0].set_ylabel(ylabel)
+    handles = [plt.Line2D([], [], color=colours[p], lw=3, label=f"{p[1]} pair ({p[0]})") for p in pairs]
+    handles += [plt.Line2D([], [], ls="", marker=m, color="grey", label=prec) for prec, m in _PRECISION_MARKERS.items()]
+    handles += [
+        plt.Line2D([], [], ls="", marker="o", color="grey", label="NiN (filled)"),
+        plt.Line2D([], [], ls="", marker="o", mfc="none", color="grey", label="FC twin (hollow)"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
+    fig.suptitle(title + " (labels: twin / NiN)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return _save(fig, path)
+
+
+def _memory_vs_latency(results: list[dict[str, Any]], out: Path) -> Path | None:
+    return _pair_plot(
+        results,
+        lambda r: (r.get("memory") or {}).get("peak_rss_bytes", 0) / 2**20,
+        "peak RSS of the runner's process (MiB)",
+        "Memory vs latency",
+        out / "memory_vs_latency.png",
     )
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, out / "memory_vs_latency.png")
+
+
+def _mj_per_image(r: dict[str, Any]) -> float | None:
+    return (r.get("energy") or {}).get("mj_per_image")
+
+
+def _energy_vs_latency(results: list[dict[str, Any]], out: Path) -> Path | None:
+    return _pair_plot(results, _mj_per_image, "energy per image, gross (mJ)", "Energy vs latency", out / "energy_vs_latency.png")
+
+
+def _energy(res: dict[str, Any]) -> list[str]:
+    """Energy per image, NiN and twin side by side, where a power source was sampled; else why not."""
+    model, baseline = res["config"]["model"], res["config"]["baseline"]
+    rows = [e for e in pair_ratios(res) if _mj_per_image(e["nin"]) and _mj_per_image(e["twin"])]
+    if not rows:
+        reasons = {(r.get("energy") or {}).get("reason") for r in _ok_rows(res)} - {None}
+        return ["### Energy", "", "Not measured: " + ("; ".join(sorted(reasons)) or "no power source was sampled") + ".", ""]
+    src = rows[0]["nin"]["energy"]["source"]
+    lines = [
+        "### Energy",
+        "",
+        f"Source: {src}. Idle power is measured before each row; net subtracts it.",
+        "",
+        f"| backend | precision | batch | mJ/image {model} | {baseline} | ratio | net mJ/image {model} | {baseline} | "
+        f"images/J {model} | {baseline} | mean W {model} | {baseline} | idle W |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for e in rows:
+        a, b = e["nin"]["energy"], e["twin"]["energy"]
+        lines.append(
+            f"| {e['backend']} | {e['precision']} | {e['batch']} | {_fmt(a['mj_per_image'])} | {_fmt(b['mj_per_image'])} | "
+            f"{_fmt(_ratio(b['mj_per_image'], a['mj_per_image']), 'ratio')} | {_fmt(a['mj_per_image_net'])} | "
+            f"{_fmt(b['mj_per_image_net'])} | {_fmt(a['images_per_joule'])} | {_fmt(b['images_per_joule'])} | "
+            f"{_fmt(a['mean_watts'])} | {_fmt(b['mean_watts'])} | {_fmt(a['idle_watts'])} |"
+        )
+    return lines + [""]
 
 
 def _accuracy_vs_latency(results: list[dict[str, Any]], out: Path) -> Path | None:
@@ -403,7 +473,7 @@ def _accuracy_vs_latency(results: list[dict[str, Any]], out: Path) -> Path | Non
     return _save(fig, out / "accuracy_vs_latency.png")
 
 
-_PLOT_NAMES = ("latency_vs_batch", "size_bars", "memory_vs_latency", "accuracy_vs_latency")
+_PLOT_NAMES = ("latency_vs_batch", "size_bars", "memory_vs_latency", "energy_vs_latency", "accuracy_vs_latency")
 
 
 def _plots(results: list[dict[str, Any]], out: Path) -> list[Path]:
@@ -411,6 +481,7 @@ def _plots(results: list[dict[str, Any]], out: Path) -> list[Path]:
         _latency_vs_batch(results, out),
         _size_bars(results[0], out),
         _memory_vs_latency(results, out),
+        _energy_vs_latency(results, out),
         _accuracy_vs_latency(results, out),
     ]
     return [p for p in made if p is not None]
@@ -441,6 +512,7 @@ def _pair_section(res: dict[str, Any], h: dict[str, Any]) -> list[str]:
         *["### Model and artifacts", "", *_models_table(res), ""],
         *["### Side by side (measured rows)", "", *_side_by_side(res), ""],
         *_device_memory(res),
+        *_energy(res),
         *["### Not measured", "", *_not_measured(res), ""],
     ]
 

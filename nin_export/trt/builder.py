@@ -23,6 +23,7 @@ from ..enums import Precision
 from ..errors import NinExportError
 from ..meta import ModelMeta
 from ..onnx_utils import graph_precision, load_onnx, read_metadata
+from ..qdq import has_uint8_activations
 from ._api import TrtFlavour, TrtModule, load_trt, trt_dtype_name
 from .sidecar import SIDECAR_SCHEMA, current_gpu, sidecar_path
 
@@ -331,6 +332,11 @@ def build_engine(
     notes: list[str] = []
     _check_options(opts, trtm, notes)
     precision = Precision.FP16 if opts.builder_fp16 else graph_precision(model)
+    if precision is Precision.INT8 and has_uint8_activations(model):
+        raise NinExportError(
+            f"'{src}' is an onnxruntime CPU graph (uint8 activations with zero points), which TensorRT does not run as "
+            f"written: quantize for TensorRT (the default --int8-target tensorrt)"
+        )
     profiles = resolve_profiles(model, opts)
     out = Path(output) if output else default_engine_path(src, precision, trtm)
     check_outputs([out, sidecar_path(out)], [src])

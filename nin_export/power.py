@@ -1,0 +1,408 @@
+"""Power samplers behind one interface: start, stop, samples, mean watts, joules.
+
+Sources, each what users of that platform already trust:
+- Jetson: the INA3221 rails in sysfs. JetPack 4.6 (L4T 32) lays them out under
+  ``/sys/bus/i2c/drivers/ina3221x/<bus>-<addr>/iio:device<N>/`` (``rail_name_<c>``,
+  ``in_power<c>_input`` mW, ``in_voltage<c>_input`` mV, ``in_current<c>_input`` mA); JetPack 5.x and
+  6.x (L4T 35/36) under ``/sys/bus/i2c/drivers/ina3221/<bus>-<addr>/hwmon/hwmon<N>/`` (``in<c>_label``,
+  ``in<c>_input`` mV, ``curr<c>_input`` mA; channel 7 is the "sum of shunt voltages", not a rail).
+  Or ``tegrastats``, whose lines carry the same rails (``VDD_IN 4937mW/4937mW`` on JetPack 5/6,
+  ``POM_5V_IN 2545/2547`` on JetPack 4) and the RAM in use.
+- Desktop GPUs: NVML through nvidia-ml-py, the total-energy counter where the GPU has one (Volta and
+  newer), else power samples.
+- x86 CPUs: Linux powercap RAPL (``/sys/class/powercap/intel-rapl:<N>/energy_uj``), where readable.
+
+A board-level rail (VDD_IN, POM_5V_IN) is preferred where there is one, as tegrastats' users read it;
+otherwise every rail is summed. Nothing here prints: each sampler says why it is unavailable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = [
+    "PowerSample",
+    "PowerSampler",
+    "Ina3221Sampler",
+    "TegrastatsSampler",
+    "NvmlSampler",
+    "RaplSampler",
+    "parse_tegrastats",
+    "find_ina3221_rails",
+    "find_power_source",
+    "power_sources",
+]
+
+BOARD_RAILS = ("VDD_IN", "POM_5V_IN", "5V_IN")  # the whole module's input, where a board has one
+SKIP_LABELS = ("sum of shunt voltages",)
+
+
+@dataclass
+class PowerSample:
+    t: float  # time.perf_counter()
+    watts: float
+    rails: dict[str, float] = field(default_factory=dict)  # W per rail, where the source names them
+
+
+class PowerSampler:
+    """Start, stop, then read ``samples``, ``mean_watts`` and ``joules``. Subclasses give ``read()`` (one
+    sample) or override start/stop (an energy counter, a subprocess)."""
+
+    name = "power"
+    interval_s = 0.05
+
+    def __init__(self) -> None:
+        self.samples: list[PowerSample] = []
+        self._t0 = self._t1 = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._energy_j: float | None = None  # from a hardware counter, where there is one
+
+    def describe(self) -> str:
+        return self.name
+
+    def read(self) -> PowerSample:  # pragma: no cover - each polling source defines it
+        raise NotImplementedError
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append(self.read())
+            except (OSError, ValueError):
+                pass  # a sensor that misses one read does not end the run
+            self._stop.wait(self.interval_s)
+
+    def start(self) -> "PowerSampler":
+        self.samples, self._energy_j = [], None
+        self._stop.clear()
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._poll, name=f"nin-export-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> "PowerSampler":
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._t1 = time.perf_counter()
+        return self
+
+    def __enter__(self) -> "PowerSampler":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def seconds(self) -> float:
+        return max(self._t1 - self._t0, 0.0)
+
+    @property
+    def mean_watts(self) -> float | None:
+        if self._energy_j is not None and self.seconds > 0:
+            return self._energy_j / self.seconds
+        return sum(s.watts for s in self.samples) / len(self.samples) if self.samples else None
+
+    @property
+    def joules(self) -> float | None:
+        if self._energy_j is not None:
+            return self._energy_j
+        w = self.mean_watts
+        return None if w is None else w * self.seconds
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "source": self.describe(),
+            "seconds": self.seconds,
+            "samples": len(self.samples),
+            "mean_watts": self.mean_watts,
+            "joules": self.joules,
+            "method": "energy counter" if self._energy_j is not None else "power samples",
+        }
+
+
+# --- Jetson: INA3221 in sysfs ---------------------------------------------------------------------
+
+
+def _read_int(p: Path) -> int:
+    return int(p.read_text().strip())
+
+
+def find_ina3221_rails(root: str | os.PathLike = "/sys/bus/i2c/drivers") -> dict[str, Callable[[], float]]:
+    """{rail label: a function that returns its watts}, for every INA3221 channel under ``root``, in
+    either layout (JetPack 4.6 iio, JetPack 5/6 hwmon)."""
+    root = Path(root)
+    rails: dict[str, Callable[[], float]] = {}
+    for dev in sorted(root.glob("ina3221x/*-*/iio:device*")):  # JetPack 4.6
+        for label_file in sorted(dev.glob("rail_name_*")):
+            c = label_file.name.rsplit("_", 1)[1]
+            label = label_file.read_text().strip()
+            power = dev / f"in_power{c}_input"
+            if power.exists():
+                rails[label] = lambda p=power: _read_int(p) / 1000.0
+            else:
+                v, i = dev / f"in_voltage{c}_input", dev / f"in_current{c}_input"
+                rails[label] = lambda v=v, i=i: _read_int(v) * _read_int(i) / 1e6
+    for dev in sorted(root.glob("ina3221/*-*/hwmon/hwmon*")):  # JetPack 5.x and 6.x
+        for label_file in sorted(dev.glob("in*_label")):
+            c = label_file.name[2:-6]
+            label = label_file.read_text().strip()
+            v, i = dev / f"in{c}_input", dev / f"curr{c}_input"
+            if label.lower() in SKIP_LABELS or not (v.exists() and i.exists()):
+                continue
+            rails[label if label not in rails else f"{label}@{dev.parent.parent.name}"] = lambda v=v, i=i: (
+                _read_int(v) * _read_int(i) / 1e6
+            )
+    return rails
+
+
+def _total(rails: dict[str, float]) -> float:
+    board = next((rails[r] for r in BOARD_RAILS if r in rails), None)
+    return board if board is not None else sum(rails.values())
+
+
+class Ina3221Sampler(PowerSampler):
+    name = "ina3221"
+
+    def __init__(self, root: str | os.PathLike = "/sys/bus/i2c/drivers") -> None:
+        super().__init__()
+        self.rails = find_ina3221_rails(root)
+        if not self.rails:
+            raise PowerSourceUnavailable(f"no INA3221 rails under {root}")
+
+    def describe(self) -> str:
+        board = next((r for r in BOARD_RAILS if r in self.rails), None)
+        return f"INA3221 sysfs ({board or ' + '.join(self.rails)})"
+
+    def read(self) -> PowerSample:
+        rails = {k: f() for k, f in self.rails.items()}
+        return PowerSample(time.perf_counter(), _total(rails), rails)
+
+
+# --- Jetson: tegrastats ---------------------------------------------------------------------------
+
+_RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d+)(mW)?/(\d+)(mW)?")
+_RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")
+_NOT_RAILS = {"RAM", "SWAP", "IRAM", "EMC_FREQ", "GR3D_FREQ"}
+
+
+def parse_tegrastats(line: str) -> dict[str, Any]:
+    """One tegrastats line: {"rails": {name: watts now}, "ram_used_mb", "ram_total_mb"} (what the line has).
+    Rails print as ``NAME now/avg`` in mW, with a "mW" suffix from JetPack 5 on."""
+    out: dict[str, Any] = {"rails": {}}
+    for name, now, _u, _avg, _u2 in _RAIL.findall(line):
+        if name not in _NOT_RAILS:
+            out["rails"][name] = int(now) / 1000.0
+    if m := _RAM.search(line):
+        out["ram_used_mb"], out["ram_total_mb"] = int(m.group(1)), int(m.group(2))
+    return out
+
+
+class TegrastatsSampler(PowerSampler):
+    """``tegrastats --interval MS`` in a subprocess; each line is a sample."""
+
+    name = "tegrastats"
+
+    def __init__(self, exe: str | None = None, interval_ms: int = 100) -> None:
+        super().__init__()
+        self.exe = exe or shutil.which("tegrastats")
+        if not self.exe:
+            raise PowerSourceUnavailable("tegrastats is not on PATH (JetPack installs it in /usr/bin)")
+        self.interval_ms = interval_ms
+        self._proc: subprocess.Popen | None = None
+        self.ram_used_mb: list[int] = []
+
+    def describe(self) -> str:
+        return "tegrastats"
+
+    def _poll(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if self._stop.is_set():
+                break
+            parsed = parse_tegrastats(line)
+            if parsed["rails"]:
+                self.samples.append(PowerSample(time.perf_counter(), _total(parsed["rails"]), parsed["rails"]))
+            if "ram_used_mb" in parsed:
+                self.ram_used_mb.append(parsed["ram_used_mb"])
+
+    def start(self) -> "TegrastatsSampler":
+        self.samples, self.ram_used_mb = [], []
+        self._stop.clear()
+        self._proc = subprocess.Popen(
+            [self.exe, "--interval", str(self.interval_ms)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._poll, name="nin-export-tegrastats", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> "TegrastatsSampler":
+        self._t1 = time.perf_counter()
+        self._stop.set()
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        s = super().summary()
+        if self.ram_used_mb:
+            s["ram_used_mb_max"] = max(self.ram_used_mb)
+        return s
+
+
+# --- desktop GPUs: NVML ---------------------------------------------------------------------------
+
+
+class NvmlSampler(PowerSampler):
+    """NVML's total-energy counter (mJ, Volta and newer) where it exists, else power samples (mW)."""
+
+    name = "nvml"
+
+    def __init__(self, index: int = 0) -> None:
+        super().__init__()
+        try:
+            import pynvml  # nvidia-ml-py
+        except ImportError:
+            raise PowerSourceUnavailable("nvidia-ml-py is not installed (pip install nvidia-ml-py)") from None
+        try:
+            pynvml.nvmlInit()
+            self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            self.gpu = pynvml.nvmlDeviceGetName(self.handle)
+        except pynvml.NVMLError as e:
+            raise PowerSourceUnavailable(f"NVML: {e}") from None
+        self.nvml = pynvml
+        try:
+            pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
+            self.counter = True
+        except pynvml.NVMLError:
+            self.counter = False
+        self._e0 = 0
+
+    def describe(self) -> str:
+        gpu = self.gpu.decode() if isinstance(self.gpu, bytes) else self.gpu
+        return f"NVML ({gpu}, {'energy counter' if self.counter else 'power samples'})"
+
+    def read(self) -> PowerSample:
+        return PowerSample(time.perf_counter(), self.nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0)
+
+    def start(self) -> "NvmlSampler":
+        if self.counter:
+            self._e0 = self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
+        return super().start()  # power samples too, for the trace
+
+    def stop(self) -> "NvmlSampler":
+        super().stop()
+        if self.counter:
+            self._energy_j = (self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) - self._e0) / 1000.0
+        return self
+
+    def process_memory_bytes(self, pid: int | None = None) -> int | None:
+        """What NVML counts for ``pid`` on this GPU (TensorRT's weights and workspace included)."""
+        pid = os.getpid() if pid is None else pid
+        try:
+            procs = self.nvml.nvmlDeviceGetComputeRunningProcesses(self.handle)
+        except self.nvml.NVMLError:
+            return None
+        used = [p.usedGpuMemory for p in procs if p.pid == pid and p.usedGpuMemory is not None]
+        return sum(used) if used else None
+
+
+# --- x86 CPUs: RAPL -------------------------------------------------------------------------------
+
+
+class RaplSampler(PowerSampler):
+    """Linux powercap RAPL package domains (energy_uj counters, wrap-around handled)."""
+
+    name = "rapl"
+
+    def __init__(self, root: str | os.PathLike = "/sys/class/powercap") -> None:
+        super().__init__()
+        self.domains = []
+        for d in sorted(Path(root).glob("intel-rapl:*")):
+            if d.name.count(":") != 1:  # package domains only; sub-zones (core, uncore, dram) are inside them
+                continue
+            try:
+                _read_int(d / "energy_uj")
+                self.domains.append((d, _read_int(d / "max_energy_range_uj")))
+            except (OSError, ValueError):
+                continue
+        if not self.domains:
+            readable = "" if not any(Path(root).glob("intel-rapl:*")) else " (energy_uj is root-only since Linux 5.10)"
+            raise PowerSourceUnavailable(f"no readable RAPL domain under {root}{readable}")
+        self._e0: list[int] = []
+
+    def describe(self) -> str:
+        return f"RAPL ({', '.join((d / 'name').read_text().strip() for d, _ in self.domains)})"
+
+    def _energy(self) -> list[int]:
+        return [_read_int(d / "energy_uj") for d, _ in self.domains]
+
+    def read(self) -> PowerSample:  # for the trace: watts since the previous read
+        return PowerSample(time.perf_counter(), float("nan"))
+
+    def start(self) -> "RaplSampler":
+        self.samples, self._energy_j = [], None
+        self._e0 = self._energy()
+        self._t0 = time.perf_counter()
+        return self
+
+    def stop(self) -> "RaplSampler":
+        e1 = self._energy()
+        self._t1 = time.perf_counter()
+        uj = sum((b - a) % rng if b < a else b - a for (a, b, (_, rng)) in zip(self._e0, e1, self.domains))
+        self._energy_j = uj / 1e6
+        return self
+
+
+# --- which one --------------------------------------------------------------------------------------
+
+
+class PowerSourceUnavailable(Exception):
+    """This machine has no such power source; the message says why."""
+
+
+SOURCES: dict[str, Callable[[], PowerSampler]] = {
+    "ina3221": Ina3221Sampler,
+    "tegrastats": TegrastatsSampler,
+    "nvml": NvmlSampler,
+    "rapl": RaplSampler,
+}
+
+
+def power_sources() -> dict[str, str]:
+    """{source: "available: <what>" or the reason it is not}, for every source this module knows."""
+    out = {}
+    for name, make in SOURCES.items():
+        try:
+            out[name] = f"available: {make().describe()}"
+        except PowerSourceUnavailable as e:
+            out[name] = str(e)
+    return out
+
+
+def find_power_source(prefer: str | None = None) -> tuple[PowerSampler | None, str]:
+    """The first available source (``prefer`` first): (sampler, what it is) or (None, why none)."""
+    order = ([prefer] if prefer else []) + [s for s in SOURCES if s != prefer]
+    reasons = []
+    for name in order:
+        try:
+            s = SOURCES[name]()
+            return s, s.describe()
+        except PowerSourceUnavailable as e:
+            reasons.append(f"{name}: {e}")
+    return None, "no power source: " + "; ".join(reasons)

@@ -1,0 +1,270 @@
+"""INT8 graphs: which nodes get Q/DQ, calibration, and the two quantizers (onnxruntime, NVIDIA ModelOpt).
+
+Placement follows TensorRT's rules by default (Int8Target.TENSORRT): Q/DQ on the activation and weight
+inputs of Conv, Gemm and MatMul only, as NVIDIA's ModelOpt places it. TensorRT then fuses conv + bias +
+ReLU and moves Q/DQ through commuting ops such as MaxPool by itself; a Q/DQ pair after every Conv and
+every ReLU (onnxruntime's default op list) only adds nodes for it to remove. Int8Target.ORT_CPU is
+onnxruntime's own best CPU layout: uint8 asymmetric activations, int8 per-channel weights, every
+operator onnxruntime quantizes, int32 biases. TensorRT refuses that one (non-zero zero points).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import io
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .enums import CalibMethod, Int8Target
+from .errors import NinExportError
+from .onnx_utils import toposort
+
+__all__ = [
+    "QDQ_OPS",
+    "HISTOGRAM_OPTIONS",
+    "head_nodes",
+    "quantizable_nodes",
+    "match_nodes",
+    "name_nodes",
+    "calibrate",
+    "quantize_int8",
+    "modelopt_int8",
+    "has_uint8_activations",
+]
+
+QDQ_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # the ops whose inputs TensorRT wants quantized
+
+
+def name_nodes(model: onnx.ModelProto) -> None:
+    """Give every unnamed node a stable name (``<op>_<index>``), in place: exclusions and reports need one."""
+    for i, n in enumerate(model.graph.node):
+        if not n.name:
+            n.name = f"{n.op_type}_{i}"
+
+
+def head_nodes(model: onnx.ModelProto) -> list[str]:
+    """Global average pooling nodes and everything downstream of them."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    todo = [n for n in model.graph.node if n.op_type in ("GlobalAveragePool", "ReduceMean")]
+    seen: dict[str, None] = {}
+    while todo:
+        n = todo.pop()
+        if n.name in seen:
+            continue
+        seen[n.name] = None
+        for o in n.output:
+            todo.extend(consumers.get(o, []))
+    return list(seen)
+
+
+def quantizable_nodes(model: onnx.ModelProto, skip: list[str] = ()) -> list[onnx.NodeProto]:
+    """The Conv/Gemm/MatMul nodes INT8 quantizes, in graph order, less those named in ``skip``."""
+    skipped = set(skip)
+    return [n for n in model.graph.node if n.op_type in QDQ_OPS and n.name not in skipped]
+
+
+def match_nodes(model: onnx.ModelProto, patterns: list[str], what: str = "--exclude") -> list[str]:
+    """Names of the quantizable nodes that match any of ``patterns`` (node names or shell-style globs,
+    e.g. 'node_conv2d' or 'node_conv2d_*'), unnamed nodes named as name_nodes names them. A pattern
+    that matches none is refused in one line."""
+    names = [n.name or f"{n.op_type}_{i}" for i, n in enumerate(model.graph.node) if n.op_type in QDQ_OPS]
+    out: dict[str, None] = {}
+    for pat in patterns:
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pat)]
+        if not hits:
+            shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+            raise NinExportError(
+                f"{what} '{pat}' matches none of the model's {len(names)} Conv/Gemm/MatMul nodes ({shown}); "
+                f"'nin-export sensitivity' lists them all"
+            )
+        out.update(dict.fromkeys(hits))
+    return list(out)
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol: ``get_next() -> dict | None``."""
+
+    def __init__(self, name: str, x: np.ndarray, batch: int = 16) -> None:
+        self.name, self.x, self.batch, self.pos = name, x, batch, 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.pos >= len(self.x):
+            return None
+        chunk = self.x[self.pos : self.pos + self.batch]
+        self.pos += self.batch
+        return {self.name: chunk}
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+    def __iter__(self):
+        self.rewind()
+        while (item := self.get_next()) is not None:
+            yield item
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def set_range(self, start_index: int, end_index: int) -> None:  # for CalibStridedMinMax; unused
+        self.pos = start_index
+
+
+def _equal_batch(n: int) -> int:
+    """The largest batch <= 16 that divides ``n``: onnxruntime's histogram calibrators (entropy,
+    percentile) stack the batches' outputs and fail on a ragged last one (300 images in 16s leave 12)."""
+    return next(b for b in range(16, 0, -1) if n % b == 0)
+
+
+# onnxruntime's entropy defaults (128 histogram bins, 128 quantized bins) leave the KL search one candidate,
+# the full range, so entropy came out identical to minmax; TensorRT's entropy calibrator searches a
+# 2048-bin histogram for the 128-bin threshold with the least KL divergence, as this does.
+HISTOGRAM_OPTIONS = {
+    CalibMethod.ENTROPY: {"num_bins": 2048, "num_quantized_bins": 128},
+    CalibMethod.PERCENTILE: {"num_bins": 2048, "percentile": 99.999},
+}
+
+
+def calibrate(model: onnx.ModelProto, x: np.ndarray, method: CalibMethod) -> dict[str, tuple[float, float]]:
+    """Run onnxruntime's calibrator over ``x``; return {tensor: (lowest, highest)}."""
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    with tempfile.TemporaryDirectory(prefix="nin-export-calib-") as tmp:
+        src = Path(tmp) / "model.onnx"
+        onnx.save(model, os.fspath(src))
+        extra = HISTOGRAM_OPTIONS.get(method, {})
+        calibrator = create_calibrator(
+            src,
+            None,
+            augmented_model_path=os.fspath(Path(tmp) / "augmented.onnx"),
+            calibrate_method=method.ort(),
+            extra_options=extra,
+        )
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print their progress
+            calibrator.collect_data(_Reader(model.graph.input[0].name, x, _equal_batch(len(x))))
+            data = calibrator.compute_data()
+        del calibrator
+    out = {}
+    for name, td in data.data.items():
+        lo, hi = td.range_value
+        out[name] = (float(np.asarray(lo).min()), float(np.asarray(hi).max()))
+    return out
+
+
+def _ort_settings(target: Int8Target):
+    """(op types, activation type, extra options) for onnxruntime's QDQ quantizer."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    if target is Int8Target.ORT_CPU:
+        return sorted(set(QLinearOpsRegistry) | set(QDQRegistry)), QuantType.QUInt8, {"WeightSymmetric": True}
+    extra = {
+        "ActivationSymmetric": True,  # zero points 0: all TensorRT accepts
+        "WeightSymmetric": True,
+        "QuantizeBias": False,  # TensorRT rejects an INT32 bias DequantizeLinear
+        "OpTypesToExcludeOutputQuantization": list(QDQ_OPS),  # inputs only: TensorRT fuses the rest
+    }
+    return list(QDQ_OPS), QuantType.QInt8, extra
+
+
+def quantize_int8(
+    model: onnx.ModelProto,
+    ranges: dict[str, tuple[float, float]],
+    exclude: list[str],
+    target: Int8Target = Int8Target.TENSORRT,
+    only: list[str] | None = None,
+) -> onnx.ModelProto:
+    """Q/DQ insertion by onnxruntime's QDQ quantizer from precomputed ranges: per-channel int8 weights
+    (stored as int8), activations as ``target`` wants. ``exclude``: nodes kept in float; ``only``: quantize
+    these nodes alone (the per-layer sensitivity)."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import save_and_reload_model_with_shape_infer
+
+    op_types, activation, extra = _ort_settings(target)
+    model = save_and_reload_model_with_shape_infer(model)  # what quantize_static does first
+    tensors = TensorsData(
+        CalibrationMethod.MinMax, {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantizer = QDQQuantizer(model, True, False, QuantType.QInt8, activation, tensors, only or [], exclude, op_types, extra)
+        quantizer.quantize_model()
+    out = quantizer.model.model
+    toposort(out)  # as save_model_to_file would
+    return out
+
+
+MODELOPT_METHODS = {CalibMethod.MINMAX: "max", CalibMethod.ENTROPY: "entropy"}
+
+
+def _modelopt_child(src: str, dst: str, npy: str, method: str, exclude: list[str]) -> str | None:
+    """In a spawned process: importing ModelOpt's ONNX quantizer patches onnxruntime's calibrators for the
+    whole process (they then expect node names where onnxruntime passes op types), so it never runs in
+    ours. Returns None, or why ModelOpt could not run."""
+    try:
+        from modelopt.onnx.quantization import quantize as mo_quantize
+    except ImportError as e:
+        return f"--quantizer modelopt needs NVIDIA ModelOpt's ONNX quantizer ({e}): pip install 'nin-export[modelopt]'"
+    sink = io.StringIO()
+    # ModelOpt prints its progress (logging, tqdm, onnxruntime's calibrator): the library stays quiet.
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mo_quantize(
+            src,
+            quantize_mode="int8",
+            calibration_data=np.load(npy),
+            calibration_method=method,
+            calibration_eps=["cpu"],
+            nodes_to_exclude=[re.escape(n) + "$" for n in exclude] or None,
+            high_precision_dtype="fp32",
+            output_path=dst,
+            log_level="ERROR",
+        )
+    return None
+
+
+def modelopt_int8(model: onnx.ModelProto, x: np.ndarray, method: CalibMethod, exclude: list[str]) -> onnx.ModelProto:
+    """NVIDIA ModelOpt's ONNX post-training quantization (``modelopt.onnx.quantization.quantize``, int8 mode)
+    on the CPU, float parts kept float32, in a child process (see _modelopt_child). ModelOpt calibrates
+    by itself (its own onnxruntime pass over ``x``)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if method not in MODELOPT_METHODS:
+        raise NinExportError(
+            f"--quantizer modelopt calibrates with {' or '.join(m.value for m in MODELOPT_METHODS)}, not {method.value}"
+        )
+    with tempfile.TemporaryDirectory(prefix="nin-export-modelopt-") as tmp:
+        src, dst, npy = Path(tmp) / "model.onnx", Path(tmp) / "model.int8.onnx", Path(tmp) / "calib.npy"
+        onnx.save(model, os.fspath(src))
+        np.save(npy, x)
+        args = (os.fspath(src), os.fspath(dst), os.fspath(npy), MODELOPT_METHODS[method], list(exclude))
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            why = pool.submit(_modelopt_child, *args).result()
+        if why:
+            raise NinExportError(why)
+        out = onnx.load(os.fspath(dst))
+    del out.metadata_props[:]
+    out.metadata_props.extend(model.metadata_props)
+    return out
+
+
+def has_uint8_activations(model: onnx.ModelProto) -> bool:
+    """True for a graph with uint8 QuantizeLinear zero points (the onnxruntime CPU layout), which
+    TensorRT does not run as written (it wants zero points of 0)."""
+    zp = {i.name: i.data_type for i in model.graph.initializer}
+    return any(
+        n.op_type == "QuantizeLinear" and len(n.input) > 2 and zp.get(n.input[2]) == onnx.TensorProto.UINT8
+        for n in model.graph.node
+    )
