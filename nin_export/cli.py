@@ -680,6 +680,66 @@ def sensitivity_cmd(onnx_path: str, output_dir: str | None, **q: Any) -> None:
     console.print(escape("wrote " + ", ".join(str(p) for p in paths)))
 
 
+@cli.command("doctor")
+@click.option(
+    "-o", "--output", default="doctor.json", show_default=True, type=click.Path(dir_okay=False), help="Where the JSON report goes."
+)
+def doctor_cmd(output: str) -> None:
+    """Check what this machine can do: list its capabilities, smoke-test every path, write doctor.json.
+
+    Lists CPU, GPU and compute capability, driver, CUDA, torch's CUDA, onnxruntime's providers,
+    TensorRT and TensorRT-RTX, Jetson model, L4T, nvpmodel, jetson_clocks, DLA cores and power
+    sources; then exports a small NiN, makes FP16 and INT8 graphs, builds an engine, runs it
+    against onnxruntime, times onnxruntime and samples power. Each check passes, fails or is
+    skipped with the reason (an engine does not run without an NVIDIA GPU). Attach doctor.json to
+    a bug report. Exit status 1 when a check failed.
+
+    \b
+    Example:
+      nin-export doctor
+      nin-export doctor -o /tmp/jetson-doctor.json
+    """
+    from ._io import check_outputs, write_json
+    from .doctor import run_doctor
+
+    check_outputs([output])
+    doc = run_doctor(progress=_progress, debug=_debug())
+    _print_doctor(doc)
+    write_json(output, doc)
+    failed = [c for c in doc["checks"] if c["status"] == "failed"]
+    console.print(escape(f"wrote {output} ({doc['seconds']:.0f} s)"))
+    if failed:
+        raise SystemExit(1)
+
+
+def _print_doctor(doc: dict[str, Any]) -> None:
+    caps = doc["capabilities"]
+    gpu = caps.get("gpu") or {}
+    jetson = caps.get("jetson") or {}
+    facts = Table(title="this machine", show_header=False, box=None)
+    for k, v in (
+        ("CPU", caps["cpu"]),
+        ("GPU", f"{gpu.get('name')} (compute {gpu.get('compute_capability')}, driver {gpu.get('driver')})" if gpu else "none"),
+        ("torch", f"{caps.get('torch')} (CUDA {caps.get('torch_cuda')}, sees a GPU: {caps.get('torch_sees_gpu')})"),
+        ("onnxruntime", f"{caps['onnxruntime']}: {', '.join(caps['onnxruntime_providers'])}"),
+        ("TensorRT", caps.get("tensorrt") or "not installed"),
+        ("TensorRT-RTX", caps.get("tensorrt_rtx") or "not installed"),
+        ("Jetson", f"{jetson.get('model')}, L4T {jetson.get('l4t')}, nvpmodel {jetson.get('nvpmodel')}" if jetson else "no"),
+        ("jetson_clocks", str(jetson.get("jetson_clocks")) if jetson else "-"),
+        ("DLA cores", str(caps.get("dla_cores")) if caps.get("dla_cores") is not None else "-"),
+        *((f"power: {k}", v) for k, v in caps["power_sources"].items()),
+    ):
+        facts.add_row(escape(k), escape(str(v)))
+    console.print(facts)
+    table = Table(title="checks")
+    for col in ("check", "status", "seconds", "detail"):
+        table.add_column(col, overflow="fold")
+    colour = {"passed": "green", "failed": "red", "skipped": "yellow"}
+    for c in doc["checks"]:
+        table.add_row(escape(c["name"]), f"[{colour[c['status']]}]{c['status']}[/]", f"{c['seconds']:.1f}", escape(c["detail"]))
+    console.print(table)
+
+
 # --- trt -----------------------------------------------------------------------------------------
 
 

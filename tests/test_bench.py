@@ -2,7 +2,9 @@
 
 import csv
 import json
+import os
 from importlib import resources
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -162,3 +164,47 @@ def test_a_plain_plan_without_sidecar_is_accepted(tmp_path):
     assert out["models"]["nin-cifar10"]["engines"]["fp32"]["flavour"].startswith("unknown")
     assert row["artifact"]["bytes"] == res.engine.stat().st_size
     assert row["status"] in ("ok", "skipped") and (row["status"] == "ok" or "GPU" in row["reason"])
+
+
+def test_energy_per_image_from_a_stand_in_tegrastats(tmp_path, monkeypatch):
+    """The worker samples power through the tegrastats it finds on PATH (here one printing recorded JetPack 6
+    lines, a real subprocess): idle before the row, then over the timed window; mJ/image, net and images/J."""
+    fixtures = Path(__file__).parent / "fixtures" / "power"
+    monkeypatch.setenv("PATH", f"{fixtures}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("NIN_EXPORT_TEGRASTATS_LINES", str(fixtures / "tegrastats-jp6-orin-nano.txt"))
+    cfg = BenchConfig(
+        model="nin-cifar10",
+        runtimes=["ort"],
+        precisions=[Precision.FP32],
+        batches=[1],
+        timing=TimingOptions(warmup_ms=10, min_iters=3, min_ms=400),
+        out_dir=str(tmp_path),
+        data=None,
+        model_kwargs={"fc-cifar10": {"fc_width": 64}},
+        power="tegrastats",
+        idle_s=0.3,
+    )
+    res = run_bench(cfg)
+    for r in res["rows"]:
+        e = r["energy"]
+        assert e["source"] == "tegrastats" and e["samples"] >= 1
+        assert 6.6 <= e["mean_watts"] <= 9.7 and 6.6 <= e["idle_watts"] <= 9.7  # the recorded VDD_IN values
+        ips = r["latency_ms"]["images_per_s"]
+        assert e["mj_per_image"] == pytest.approx(e["mean_watts"] / ips * 1000)
+        assert e["images_per_joule"] == pytest.approx(1000 / e["mj_per_image"])
+        assert e["mj_per_image_net"] == pytest.approx((e["mean_watts"] - e["idle_watts"]) / ips * 1000)
+        assert r["memory"]["tegrastats_ram_used_mb_max"] in (779, 845)
+    schema = json.loads(resources.files("nin_export").joinpath("schemas/bench-result.schema.json").read_text())
+    jsonschema.validate(json.loads((tmp_path / "results.json").read_text()), schema)
+    rep = render_report([tmp_path / "results.json"], tmp_path / "report")
+    md = rep["markdown"].read_text()
+    assert "### Energy" in md and "Source: tegrastats" in md
+    assert (tmp_path / "report" / "energy_vs_latency.png").exists()
+
+
+def test_rows_without_a_power_source_say_why(tiny_results):
+    res, _, _ = tiny_results
+    ok = [r for r in res["rows"] if r["status"] == "ok"]
+    for r in ok:
+        e = r["energy"]
+        assert (e["source"] is None and e["reason"]) or e["mj_per_image"] > 0
