@@ -36,6 +36,7 @@ class BenchJob:
     jetson: bool = False  # unified memory: record the system-wide delta too
     power: str = "auto"  # a power source of power.SOURCES, "auto" (the first this machine has) or "none"
     idle_s: float = 1.0  # idle power is sampled this long before each batch
+    streams: int = 1  # GPU runners: above 1, also throughput over this many streams (trtexec's --infStreams)
 
 
 def _rss_bytes() -> int:
@@ -122,9 +123,11 @@ def _time_batches(runner: Any, job: BenchJob, power: tuple[PowerSampler | None, 
         try:
             st, energy = _measure_with_power(runner, {name: x}, job, *power)
             row: dict[str, Any] = {"latency_ms": st.to_dict(), "energy": energy}
-            e2e = getattr(runner, "last_end_to_end_s", None)
-            if e2e is not None:
-                row["end_to_end_ms_last"] = e2e * 1000
+            split = runner.split() if hasattr(runner, "split") else None
+            if split is not None:  # H2D / compute / D2H and end-to-end of every timed iteration
+                row["gpu_split"] = split
+            if job.streams > 1 and hasattr(runner, "throughput"):
+                row["multi_stream"] = runner.throughput({name: x}, job.streams)
             out[b] = row
         except Exception as e:  # noqa: BLE001  (a batch the runtime refuses fails its row only)
             out[b] = {"error": f"{type(e).__name__}: {first_line(e)}"}

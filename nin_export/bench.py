@@ -59,6 +59,8 @@ class BenchConfig:
     artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
     power: str = "auto"  # power source for energy per image: auto, none, or one of power.SOURCES
     idle_s: float = 1.0  # idle power sampled this long before each row's batch
+    cuda_graph: bool = False  # TensorRT and PyTorch CUDA rows: replay the compute from a CUDA graph
+    streams: int = 1  # GPU rows: above 1, also throughput over this many streams
 
     def pair(self) -> list[tuple[str, str]]:
         baseline = self.baseline or get_spec(self.model).twin
@@ -319,7 +321,15 @@ def _measure_model(run: _Run, name: str, prep: _Prepared, reference: tuple | Non
             run.say(f"{name} / {rt.name} / {prec.value}")
             job = BenchJob(
                 rt.name,
-                RunTarget(artifact, prec, name, run.cfg.model_kwargs.get(name, {}), device, run.cfg.threads),  # type: ignore[arg-type]
+                RunTarget(
+                    artifact,
+                    prec,
+                    name,
+                    run.cfg.model_kwargs.get(name, {}),
+                    device,
+                    run.cfg.threads,
+                    run.cfg.cuda_graph,  # type: ignore[arg-type]
+                ),
                 tuple(run.cfg.batches),
                 tuple(prep.info["input_shape"]),
                 run.cfg.timing,  # type: ignore[arg-type]
@@ -327,6 +337,7 @@ def _measure_model(run: _Run, name: str, prep: _Prepared, reference: tuple | Non
                 bool(run.env.get("jetson")),
                 run.cfg.power,
                 run.cfg.idle_s,
+                run.cfg.streams,
             )
             res = _spawn(job)
             if res["error"]:

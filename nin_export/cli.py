@@ -894,6 +894,8 @@ def _bench_config(
     baseline_engines: tuple[str, ...] = (),
     power: str = "auto",
     idle_s: float = 1.0,
+    cuda_graph: bool = False,
+    streams: int = 1,
 ):
     from .bench import BenchConfig
     from .parse import parse_batch_list
@@ -907,7 +909,11 @@ def _bench_config(
         data=None if data.lower() == "none" else data,
         power=power,
         idle_s=idle_s,
+        cuda_graph=cuda_graph,
+        streams=streams,
     )
+    if not 1 <= streams <= 64:
+        raise NinExportError(f"--streams must be in 1..64, got {streams}")
     if not 0 <= idle_s <= 60:
         raise NinExportError(f"--idle-s must be in 0..60 seconds, got {idle_s}")
     if backends:
@@ -947,6 +953,19 @@ _T = TimingOptions()
     "auto takes the first this machine has.",
 )
 @click.option("--idle-s", type=float, default=1.0, show_default=True, help="Idle power is sampled this long before each row.")
+@click.option(
+    "--cuda-graph",
+    is_flag=True,
+    default=False,
+    help="TensorRT and PyTorch CUDA rows: capture the compute in a CUDA graph, replay it.",
+)
+@click.option(
+    "--streams",
+    type=int,
+    default=1,
+    show_default=True,
+    help="GPU rows: also measure throughput over N streams (trtexec's --infStreams).",
+)
 @click.option(
     "--data",
     default=DEFAULT_DATA,

@@ -195,6 +195,33 @@ def _device_memory(res: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _gpu_split(res: dict[str, Any]) -> list[str]:
+    """GPU rows: H2D, compute, D2H, host latency and end-to-end medians over every timed iteration."""
+    rows = [r for r in _ok_rows(res) if r.get("gpu_split")]
+    if not rows:
+        return []
+    lines = [
+        "### GPU time split",
+        "",
+        "CUDA events on the runner's own stream around the copies and the compute, every timed iteration (medians, ms); "
+        "host latency is their sum (trtexec's), end-to-end is the host's enqueue-to-completion time.",
+        "",
+        "| model | backend | precision | batch | CUDA graph | H2D | compute | D2H | host latency | end-to-end | "
+        "img/s over N streams |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        g, ms = r["gpu_split"], r.get("multi_stream") or {}
+        streams = f" ({ms['streams']})" if ms else ""
+        med = {k: (g.get(k) or {}).get("median") for k in ("h2d_ms", "compute_ms", "d2h_ms", "host_latency_ms", "end_to_end_ms")}
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {r['precision']} | {r['batch']} | {'yes' if g.get('cuda_graph') else 'no'} | "
+            + " | ".join(_fmt(v) for v in med.values())
+            + f" | {_fmt(ms.get('images_per_s'))}{streams} |"
+        )
+    return lines + [""]
+
+
 def _not_measured(res: dict[str, Any]) -> list[str]:
     groups: dict[tuple, list[int]] = {}
     for r in res["rows"]:
@@ -512,6 +539,7 @@ def _pair_section(res: dict[str, Any], h: dict[str, Any]) -> list[str]:
         *["### Model and artifacts", "", *_models_table(res), ""],
         *["### Side by side (measured rows)", "", *_side_by_side(res), ""],
         *_device_memory(res),
+        *_gpu_split(res),
         *_energy(res),
         *["### Not measured", "", *_not_measured(res), ""],
     ]

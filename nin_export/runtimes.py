@@ -37,6 +37,7 @@ class RunTarget:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"  # "cpu" or "cuda" (resolved from the row's device and the machine)
     threads: int | None = None
+    cuda_graph: bool = False  # GPU runners: capture the compute once in a CUDA graph and replay it
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _torch_runner(t: RunTarget) -> Runner:
 
     model = build_model(t.model or "", os.fspath(t.artifact), **t.model_kwargs)
     dtype = torch.float16 if t.precision is Precision.FP16 else torch.float32
-    return TorchRunner(model, device=t.device, dtype=dtype, threads=t.threads)
+    return TorchRunner(model, device=t.device, dtype=dtype, threads=t.threads, cuda_graph=t.cuda_graph)
 
 
 def _ort_runner(t: RunTarget) -> Runner:
@@ -116,7 +117,7 @@ def _provider_probe(provider: str) -> Callable[[], str | None]:
 def _trt_runner(t: RunTarget) -> Runner:
     from .trt.runner import TrtRunner
 
-    return TrtRunner(t.artifact)
+    return TrtRunner(t.artifact, cuda_graph=t.cuda_graph)
 
 
 def _always() -> str | None:

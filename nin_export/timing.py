@@ -58,6 +58,9 @@ def measure(
     t0 = time.perf_counter()
     while (time.perf_counter() - t0) * 1000 < options.warmup_ms:
         runner.time_infer(feed)
+    reset = getattr(runner, "reset_split", None)  # GPU runners keep per-iteration splits: the timed ones only
+    if reset is not None:
+        reset()
     lat: list[float] = []
     t0 = time.perf_counter()
     while len(lat) < options.min_iters or (time.perf_counter() - t0) * 1000 < options.min_ms:

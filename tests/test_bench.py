@@ -208,3 +208,45 @@ def test_rows_without_a_power_source_say_why(tiny_results):
     for r in ok:
         e = r["energy"]
         assert (e["source"] is None and e["reason"]) or e["mj_per_image"] > 0
+
+
+def test_split_summary_and_gpu_split_table(tiny_results, tmp_path):
+    from nin_export.runners.cuda_timing import split_summary
+
+    s = split_summary([0.1, 0.2, 0.1], [1.0, 2.0, 3.0], [0.05, 0.05, 0.05], [1.3, 2.4, 3.3])
+    assert s["iterations"] == 3 and s["compute_ms"]["median"] == 2.0 and s["end_to_end_ms"]["max"] == 3.3
+    assert s["host_latency_ms"]["median"] == pytest.approx(2.25)
+    _, _, out = tiny_results
+    doc = json.loads((out / "results.json").read_text())
+    row = next(r for r in doc["rows"] if r["status"] == "ok")
+    row["gpu_split"] = dict(s, cuda_graph=True)  # the shape a GPU runner's split() records
+    row["multi_stream"] = {"streams": 2, "batch": 1, "rounds": 10, "images_per_s": 1234.0}
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    md = render_report([tmp_path / "r.json"], tmp_path / "rep")["markdown"].read_text()
+    assert "### GPU time split" in md and "| yes | 0.1 | 2 | 0.05 | 2.25 | 2.4 | 1,234 (2) |" in md
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU here: the GPU timing path needs one")
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_torch_cuda_split_timing_on_one_stream(cuda_graph):
+    import numpy as np
+    import torch
+
+    from nin_export.models import create_model
+    from nin_export.runners.torch_runner import TorchRunner
+    from nin_export.timing import measure
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with TorchRunner(create_model("nin-cifar10"), device="cuda", cuda_graph=cuda_graph) as r:
+        ref = r.infer({"input": x})["logits"]
+        st = measure(r, {"input": x}, TimingOptions(warmup_ms=50, min_iters=20, min_ms=100))
+        split = r.split()
+        again = r.infer({"input": x})["logits"]
+        tp = r.throughput({"input": x}, streams=2, seconds=0.3)
+    assert np.allclose(ref, again, atol=1e-4), "graph replay gives the same outputs"
+    assert split["iterations"] == st.iterations and split["cuda_graph"] is cuda_graph
+    for k in ("h2d_ms", "compute_ms", "d2h_ms", "end_to_end_ms"):
+        assert split[k]["median"] > 0
+    assert split["end_to_end_ms"]["median"] >= split["compute_ms"]["median"]
+    assert tp["streams"] == 2 and tp["images_per_s"] > 0
+    assert torch.cuda.current_stream().query()

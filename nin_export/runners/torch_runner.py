@@ -1,4 +1,6 @@
-"""PyTorch eager runner (CPU, or CUDA with fp16 where a GPU exists)."""
+"""PyTorch eager runner (CPU, or CUDA with fp16 where a GPU exists). On CUDA it times as the TensorRT
+runner does (runners/cuda_timing.py): buffers bound once, H2D / compute / D2H between events on its own
+stream, every iteration kept, optionally the forward captured once in a CUDA graph and replayed."""
 
 from __future__ import annotations
 
@@ -39,16 +41,25 @@ class TorchRunner(Runner):
         input_name: str = "input",
         output_name: str = "logits",
         threads: int | None = None,
+        cuda_graph: bool = False,
     ) -> None:
         super().__init__()
         self.model, self.device, self.dtype = model, device, dtype  # the device is resolved on activation
         self.input_name, self.output_name, self.threads = input_name, output_name, threads
+        self.cuda_graph = cuda_graph
 
     def activate_impl(self) -> None:
         self.device = resolve_device(self.device)
         if self.threads:
             torch.set_num_threads(int(self.threads))
         self.model = self.model.eval().to(self.device, self.dtype)
+        if self.device.type == "cuda":
+            from .cuda_timing import SplitTimer
+
+            self.stream = torch.cuda.Stream(self.device)
+            self.timer = SplitTimer(torch, self.stream)
+            self._shape: tuple[int, ...] | None = None
+            self._fed: int | None = None
 
     @property
     def input_names(self) -> list[str]:
@@ -56,9 +67,79 @@ class TorchRunner(Runner):
 
     @torch.inference_mode()
     def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.device.type == "cuda":
+            self._bind(feed[self.input_name], always_fill=True)
+            self.timer.run(self._h2d, self._compute, self._d2h)
+            return {self.output_name: self._host_out.float().numpy().copy()}
         x = torch.from_numpy(np.ascontiguousarray(feed[self.input_name])).to(self.device, self.dtype)
         y = self.model(x)
         return {self.output_name: y.float().cpu().numpy()}
+
+    # --- CUDA: buffers bound once, everything on this runner's stream --------------------------------
+
+    def _bind(self, x: np.ndarray, always_fill: bool) -> None:
+        shape = tuple(x.shape)
+        if shape != self._shape:
+            self._host_in = torch.empty(shape, dtype=self.dtype, pin_memory=True)
+            self._dev_in = torch.empty(shape, dtype=self.dtype, device=self.device)
+            self._graph = None
+            with torch.cuda.stream(self.stream):  # one forward for the output's shape (and the allocator's warm-up)
+                out = self.model(self._dev_in)
+            self.stream.synchronize()
+            self._host_out = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+            self._dev_out, self._shape, self._fed = out, shape, None
+        if always_fill or self._fed != id(x):
+            self._host_in.copy_(torch.from_numpy(np.ascontiguousarray(x)))
+            self._fed = id(x)
+
+    def _h2d(self) -> None:
+        self._dev_in.copy_(self._host_in, non_blocking=True)
+
+    def _compute(self) -> None:
+        if not self.cuda_graph:
+            self._dev_out = self.model(self._dev_in)
+            return
+        if self._graph is None:
+            for _ in range(2):  # warm-up on this side stream before the capture, as torch.cuda.graphs asks
+                self.model(self._dev_in)
+            self.stream.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=self.stream):
+                self._dev_out = self.model(self._dev_in)  # static output, rewritten by every replay
+            self._graph = graph
+        self._graph.replay()
+
+    def _d2h(self) -> None:
+        self._host_out.copy_(self._dev_out, non_blocking=True)
+
+    def reset_split(self) -> None:
+        if self.device.type == "cuda":
+            self.timer.reset()
+
+    def split(self) -> dict | None:
+        return dict(self.timer.split(), cuda_graph=self.cuda_graph) if self.device.type == "cuda" else None
+
+    @torch.inference_mode()
+    def throughput(self, feed: Mapping[str, np.ndarray], streams: int, seconds: float = 2.0) -> dict | None:
+        """Images per second with ``streams`` streams, each with its own input and output buffers."""
+        if self.device.type != "cuda":
+            return None
+        from .cuda_timing import multi_stream_throughput
+
+        x = torch.from_numpy(np.ascontiguousarray(feed[self.input_name])).to(self.dtype)
+        y0 = self.model(x.to(self.device))  # the output's shape and dtype
+        lanes = []
+        for _ in range(streams):
+            stream = torch.cuda.Stream(self.device)
+            host_in, dev_in = x.pin_memory(), torch.empty(x.shape, dtype=self.dtype, device=self.device)
+            host_out = torch.empty(y0.shape, dtype=y0.dtype, pin_memory=True)
+
+            def enqueue(host_in=host_in, dev_in=dev_in, host_out=host_out) -> None:
+                dev_in.copy_(host_in, non_blocking=True)
+                host_out.copy_(self.model(dev_in), non_blocking=True)
+
+            lanes.append((stream, enqueue))
+        return multi_stream_throughput(torch, lanes, x.shape[0], seconds)
 
     def device_memory(self) -> dict[str, int]:
         if self.device.type != "cuda":
@@ -67,12 +148,9 @@ class TorchRunner(Runner):
 
     @torch.inference_mode()
     def time_infer(self, feed: Mapping[str, np.ndarray]) -> float:
+        """CPU: host to host. CUDA: the forward's GPU time between events on this runner's stream, H2D and
+        D2H timed beside it (``split()``)."""
         if self.device.type != "cuda":
             return super().time_infer(feed)
-        x = torch.from_numpy(np.ascontiguousarray(feed[self.input_name])).to(self.device, self.dtype)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        self.model(x)
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1000.0
+        self._bind(feed[self.input_name], always_fill=False)
+        return self.timer.run(self._h2d, self._compute, self._d2h)

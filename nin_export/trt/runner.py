@@ -1,11 +1,12 @@
 """TensorRT engine runner: the runner protocol over execute_async_v3, with torch CUDA tensors as
 I/O buffers (no other CUDA bindings). Loads an engine only after its sidecar matches the
-installed TensorRT and this GPU."""
+installed TensorRT and this GPU. Timing follows trtexec (see runners/cuda_timing.py): buffers bound
+once, H2D / compute / D2H between events on the runner's own stream, every iteration kept, optional
+CUDA graph of the compute, and throughput over several streams with one execution context each."""
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -57,16 +58,56 @@ def engine_validity(trtm: Any, runtime: Any, data: bytes) -> str | None:
     return ", ".join(names) or "no GPU to check it against"
 
 
+class _IO:
+    """One context's I/O, bound once for one set of input shapes: pinned host and device tensors per
+    tensor, their addresses set on the context."""
+
+    def __init__(self, runner: "TrtRunner", context: Any, shapes: dict[str, tuple[int, ...]]) -> None:
+        torch, trt, engine = runner.torch, runner.trt, runner.engine
+        self.context, self.shapes = context, shapes
+        self.host_in, self.dev_in, self.dev_out, self.host_out = {}, {}, {}, {}
+        for name, shape in shapes.items():
+            dt = _torch_dtype(trt, engine.get_tensor_dtype(name))
+            self.host_in[name] = torch.empty(shape, dtype=dt, pin_memory=True)
+            self.dev_in[name] = torch.empty(shape, dtype=dt, device="cuda")
+            context.set_input_shape(name, shape)
+            context.set_tensor_address(name, self.dev_in[name].data_ptr())
+        for name in runner.outputs:
+            shape = tuple(context.get_tensor_shape(name))
+            dt = _torch_dtype(trt, engine.get_tensor_dtype(name))
+            self.dev_out[name] = torch.empty(shape, dtype=dt, device="cuda")
+            self.host_out[name] = torch.empty(shape, dtype=dt, pin_memory=True)
+            context.set_tensor_address(name, self.dev_out[name].data_ptr())
+
+    def fill(self, feed: Mapping[str, np.ndarray]) -> None:
+        for name, t in self.host_in.items():
+            t.copy_(_from_numpy(feed[name]))
+
+    def h2d(self) -> None:
+        for name, t in self.dev_in.items():
+            t.copy_(self.host_in[name], non_blocking=True)
+
+    def d2h(self) -> None:
+        for name, t in self.dev_out.items():
+            self.host_out[name].copy_(t, non_blocking=True)
+
+
+def _from_numpy(x: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
 class TrtRunner(Runner):
     name = "tensorrt"
 
-    def __init__(self, engine: str | os.PathLike, profile: int = 0) -> None:
+    def __init__(self, engine: str | os.PathLike, profile: int = 0, cuda_graph: bool = False) -> None:
         super().__init__()
         self.engine_path = Path(engine)
         self.profile = profile
+        self.cuda_graph = cuda_graph
         self.sidecar: dict[str, Any] = {}
         self.notes: list[str] = []
-        self.last_end_to_end_s: float | None = None
 
     def activate_impl(self) -> None:
         if not self.engine_path.is_file():
@@ -86,6 +127,8 @@ class TrtRunner(Runner):
                 )
         import torch  # lazy: CUDA buffers only where an engine runs
 
+        from ..runners.cuda_timing import SplitTimer
+
         trt = trtm.trt
         self.trt, self.torch = trt, torch
         self.logger = trt.Logger(trt.Logger.ERROR)
@@ -97,13 +140,21 @@ class TrtRunner(Runner):
         self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             raise NinExportError(f"{trtm.describe()} could not load '{self.engine_path}' (corrupt, or built elsewhere); rebuild it")
-        self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream()
-        if self.profile:
-            self.context.set_optimization_profile_async(self.profile, self.stream.cuda_stream)
+        self.context = self._context(self.stream)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self.timer = SplitTimer(torch, self.stream)
+        self._io: _IO | None = None
+        self._fed: dict[str, int] = {}
+        self._graph: Any = None
+
+    def _context(self, stream: Any) -> Any:
+        ctx = self.engine.create_execution_context()
+        if self.profile:
+            ctx.set_optimization_profile_async(self.profile, stream.cuda_stream)
+        return ctx
 
     @property
     def input_names(self) -> list[str]:
@@ -122,61 +173,85 @@ class TrtRunner(Runner):
     def device_memory(self) -> dict[str, int]:
         return {"engine_device_memory_bytes": self.device_memory_bytes()}
 
-    def _bind(self, feed: Mapping[str, np.ndarray]):
-        torch = self.torch
-        dev_in = {}
+    def _shapes(self, feed: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+        shapes = {}
         for name in self.inputs:
-            x = np.ascontiguousarray(feed[name])
+            shape = tuple(np.shape(feed[name]))
             mn, _, mx = self.profile_range(name)
-            if len(x.shape) != len(mn) or not all(a <= d <= b for a, d, b in zip(mn, x.shape, mx)):
+            if len(shape) != len(mn) or not all(a <= d <= b for a, d, b in zip(mn, shape, mx)):
                 raise NinExportError(
-                    f"input '{name}' shape {x.shape} is outside the engine's profile "
+                    f"input '{name}' shape {shape} is outside the engine's profile "
                     f"{'x'.join(map(str, mn))} .. {'x'.join(map(str, mx))}: rebuild with a wider --batch"
                 )
-            t = torch.from_numpy(x).to("cuda", non_blocking=False).to(_torch_dtype(self.trt, self.engine.get_tensor_dtype(name)))
-            self.context.set_input_shape(name, tuple(t.shape))
-            self.context.set_tensor_address(name, t.data_ptr())
-            dev_in[name] = t
-        dev_out = {}
-        for name in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(name))
-            t = torch.empty(shape, dtype=_torch_dtype(self.trt, self.engine.get_tensor_dtype(name)), device="cuda")
-            self.context.set_tensor_address(name, t.data_ptr())
-            dev_out[name] = t
-        return dev_in, dev_out
+            shapes[name] = shape
+        return shapes
 
-    def _execute(self) -> None:
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
+    def _bind(self, feed: Mapping[str, np.ndarray], always_fill: bool) -> _IO:
+        """Buffers for these input shapes (made once per shape), the pinned inputs filled when the data is new."""
+        shapes = self._shapes(feed)
+        if self._io is None or self._io.shapes != shapes:
+            self._io, self._fed, self._graph = _IO(self, self.context, shapes), {}, None
+        if always_fill or any(self._fed.get(n) != id(feed[n]) for n in self.inputs):
+            self._io.fill(feed)
+            self._fed = {n: id(feed[n]) for n in self.inputs}
+        return self._io
+
+    def _execute(self, context: Any, stream: Any) -> None:
+        if not context.execute_async_v3(stream.cuda_stream):
             raise NinExportError("TensorRT execute_async_v3 failed (see the TensorRT log)")
 
+    def _compute(self) -> None:
+        if not self.cuda_graph:
+            self._execute(self.context, self.stream)
+            return
+        if self._graph is None:  # TensorRT wants one enqueue after a shape change before a capture
+            torch = self.torch
+            self._execute(self.context, self.stream)
+            self.stream.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=self.stream):
+                self._execute(self.context, self.stream)
+            self._graph = graph
+        self._graph.replay()
+
     def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        start = time.perf_counter()
-        _, dev_out = self._bind(feed)
-        with self.torch.cuda.stream(self.stream):
-            self._execute()
-        self.stream.synchronize()
-        out = {n: t.float().cpu().numpy() for n, t in dev_out.items()}
-        self.last_end_to_end_s = time.perf_counter() - start
-        return out
+        io = self._bind(feed, always_fill=True)
+        self.timer.run(io.h2d, self._compute, io.d2h)
+        return {n: t.float().numpy().copy() for n, t in io.host_out.items()}
 
     def time_infer(self, feed: Mapping[str, np.ndarray]) -> float:
-        """GPU compute time of one inference (CUDA events around execute_async_v3); the host-to-host
-        figure with copies is left in ``last_end_to_end_s``."""
-        torch = self.torch
-        start_host = time.perf_counter()
-        _, dev_out = self._bind(feed)
-        ev0, ev1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        ev0.record(self.stream)
-        self._execute()
-        ev1.record(self.stream)
-        for t in dev_out.values():
-            t.cpu()
-        ev1.synchronize()
-        self.last_end_to_end_s = time.perf_counter() - start_host
-        return ev0.elapsed_time(ev1) / 1000.0
+        """GPU compute time of one iteration (trtexec's GPU Compute Time); H2D, D2H and the host end-to-end
+        time of every iteration are in ``split()``."""
+        io = self._bind(feed, always_fill=False)
+        return self.timer.run(io.h2d, self._compute, io.d2h)
+
+    def reset_split(self) -> None:
+        self.timer.reset()
+
+    def split(self) -> dict[str, Any]:
+        return dict(self.timer.split(), cuda_graph=self.cuda_graph)
+
+    def throughput(self, feed: Mapping[str, np.ndarray], streams: int, seconds: float = 2.0) -> dict[str, Any]:
+        """Images per second with ``streams`` execution contexts, each with its own stream and buffers."""
+        from ..runners.cuda_timing import multi_stream_throughput
+
+        shapes = self._shapes(feed)
+        lanes = []
+        for _ in range(streams):
+            stream = self.torch.cuda.Stream()
+            io = _IO(self, self._context(stream), shapes)
+            io.fill(feed)
+
+            def enqueue(io: _IO = io, stream: Any = stream) -> None:
+                io.h2d()
+                self._execute(io.context, stream)
+                io.d2h()
+
+            lanes.append((stream, enqueue))
+        return multi_stream_throughput(self.torch, lanes, next(iter(shapes.values()))[0], seconds)
 
     def deactivate_impl(self) -> None:
-        for attr in ("context", "engine", "runtime"):
+        for attr in ("_graph", "_io", "context", "engine", "runtime"):
             if hasattr(self, attr):
                 delattr(self, attr)
 
