@@ -85,6 +85,10 @@ class BenchConfig:
             "calib_count": self.calib_count,
             "weights": self.weights,
             "model_kwargs": self.model_kwargs,
+            "power": self.power,
+            "idle_s": self.idle_s,
+            "cuda_graph": self.cuda_graph,
+            "streams": self.streams,
         }
 
 
@@ -348,6 +352,17 @@ def _measure_model(run: _Run, name: str, prep: _Prepared, reference: tuple | Non
                 )
 
 
+def _check_gpu_and_power(cfg: BenchConfig) -> None:
+    from .power import SOURCES
+
+    if cfg.power not in ("auto", "none", *SOURCES):
+        raise NinExportError(f"power source '{cfg.power}' is not one of auto, none, {', '.join(SOURCES)}")
+    if not 0 <= cfg.idle_s <= 60:
+        raise NinExportError(f"idle power is sampled for 0..60 s, got {cfg.idle_s:g}")
+    if not 1 <= cfg.streams <= 64:
+        raise NinExportError(f"--streams must be in 1..64, got {cfg.streams}")
+
+
 def run_bench(
     cfg: BenchConfig, progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None
 ) -> dict[str, Any]:
@@ -363,6 +378,7 @@ def run_bench(
         )
     if cfg.threads is not None and cfg.threads < 1:
         raise NinExportError(f"--threads must be at least 1, got {cfg.threads}")
+    _check_gpu_and_power(cfg)
     if cfg.eval_count < 1 or cfg.calib_count < 1:
         raise NinExportError("the evaluation and calibration counts must be positive")
     check_outputs([Path(cfg.out_dir) / "results.json"], list(cfg.weights.values()))

@@ -88,6 +88,9 @@ class BenchSection:
     min_ms: float = 1000.0
     min_iters: int = 10
     warmup_ms: float = 200.0
+    power: str = "auto"  # energy per image: auto, none, ina3221, tegrastats, nvml or rapl
+    cuda_graph: bool = False  # GPU rows: replay the compute from a CUDA graph
+    streams: int = 1  # GPU rows: above 1, also throughput over this many streams
 
 
 @dataclass
@@ -320,6 +323,9 @@ def _bench_and_report(
         artifacts=artifacts,
         eval_count=cfg.eval_limit or 200,
         model_kwargs=cfg.model_kwargs,
+        power=b.power,
+        cuda_graph=b.cuda_graph,
+        streams=b.streams,
     )
     results = out / "bench" / "results.json"
     bench_key = {

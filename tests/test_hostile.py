@@ -197,6 +197,42 @@ CASES = [
     (["quantize", "nin-cifar10.sim.onnx", "--int8", "--calib-data", "digits", "--agreement-floor", "2"], "agreement-floor"),
     (["quantize", "lying.onnx", "--fp16"], "metadata says input"),
     (["quantize", "nin-cifar10.sim.onnx", "--int8"], "needs calibration data"),
+    (["quantize", "nin-cifar10.sim.onnx", "--int8", "--calib-data", "digits", "--min-agreement", "1.5"], "--min-agreement"),
+    (["quantize", "nin-cifar10.sim.onnx", "--int8", "--calib-data", "digits", "--exclude", "[unclosed"], "matches none"),
+    (["quantize", "nin-cifar10.sim.onnx", "--fp16", "--exclude", "node_conv2d"], "--int8 only"),
+    (
+        [
+            "quantize",
+            "nin-cifar10.sim.onnx",
+            "--int8",
+            "--calib-data",
+            "digits",
+            "--quantizer",
+            "modelopt",
+            "--calib-method",
+            "percentile",
+        ],
+        "modelopt calibrates with",
+    ),  # fmt: skip
+    (
+        [
+            "quantize",
+            "nin-cifar10.sim.onnx",
+            "--int8",
+            "--calib-data",
+            "digits",
+            "--quantizer",
+            "modelopt",
+            "--int8-target",
+            "ort-cpu",
+        ],
+        "TensorRT graphs only",
+    ),  # fmt: skip
+    (["sensitivity", "missing.onnx", "--calib-data", "digits"], "not found"),
+    (["sensitivity", "nin-cifar10.sim.onnx", "--calib-data", "digits", "--calib-count", "3"], "too few calibration images"),
+    (["bench", "--streams", "0", "-o", "b"], "--streams"),
+    (["bench", "--idle-s", "-1", "-o", "b"], "idle power"),
+    (["doctor", "-o", "somedir"], "directory"),
     # train
     (["train", "--lr", "inf", "-o", "t.pt"], "--lr"),
     (["train", "--lr", "nan", "-o", "t.pt"], "--lr"),
