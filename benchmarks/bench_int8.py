@@ -175,6 +175,28 @@ def _one_model(name: str, ckpt: Path, d: Path, args, timing: TimingOptions) -> d
     }  # fmt: skip
 
 
+def _default_head_sizes(name: str, d: Path, calib_count: int) -> dict:
+    """Engine sizes of the registry's model as it is (nin-imagenet: 1000 classes), seeded random weights:
+    sizes do not depend on the values."""
+    import torch
+
+    from nin_export.models import create_model
+
+    _say(f"== {name} (1000-class head, random weights): engine sizes")
+    torch.manual_seed(0)
+    sim = export_model(create_model(name), d).final_path
+    meta = ModelMeta.from_dict(read_metadata(onnx.load(str(sim))), "x")
+    source = open_source("digits", meta.preprocess())
+    calib_x = source.load(source.split()[0][:calib_count]).x
+    qkw = {"calib_data": "digits", "calib_count": calib_count, "eval_count": 32, "cache_dir": None}
+    paths = {
+        "fp16": quantize(sim, QuantizeOptions(Precision.FP16, **qkw), output=d / f"{name}.fp16.onnx").path,
+        "v0.1": _v01_graph(sim, calib_x, d / f"{name}.v01.int8.onnx"),
+        "tensorrt": quantize(sim, QuantizeOptions(Precision.INT8, **qkw), output=d / f"{name}.int8.onnx").path,
+    }
+    return {v: {**_counts(p), "onnx_bytes": p.stat().st_size, **_engine(p, d / f"{name}.{v}.engine")} for v, p in paths.items()}
+
+
 def _finite(v):
     """The document with inf (SQNR of identical outputs) as null: JSON has no infinity."""
     if isinstance(v, dict):
@@ -209,6 +231,14 @@ def _markdown(doc: dict) -> str:
                 + f"{r['top1_agreement']:.1%} | {r['top1_accuracy']:.1%} | {_fmt_db(r['sqnr_db'])} | "
                 + f"{r['ort_cpu_b1']['median_ms']:.2f} |"
             )
+    lines += ["", "## nin-imagenet as registered (1000 classes, random weights): TensorRT-RTX engine sizes", ""]
+    lines += ["| variant | int8 weights | ONNX | RTX engine | generated kernels | embedded CUDA source |"]
+    lines += ["|---|---:|---:|---:|---:|---:|"]
+    for v, r in doc["nin_imagenet_1000_classes"].items():
+        lines.append(
+            f"| {v} | {r['int8_weight_bytes'] / 2**20:.2f} MiB | {r['onnx_bytes'] / 2**20:.2f} MiB | "
+            f"{r['engine_bytes'] / 2**20:.2f} MiB | {r['generated_kernels']} | {r['embedded_source_bytes'] / 2**20:.2f} MiB |"
+        )
     lines += ["", "## Calibration methods (default placement; ModelOpt's own calibration)", ""]
     lines += ["| model | quantizer/method | agreement | accuracy | SQNR dB |", "|---|---|---:|---:|---:|"]
     for m in doc["models"]:
@@ -234,6 +264,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             models.append(_one_model(name, Path(args.checkpoints) / f"{name}.pt", Path(tmp) / name, args, timing))
+        default_head = _default_head_sizes("nin-imagenet", Path(tmp) / "default-head", args.calib_count)
     doc = {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -242,6 +273,7 @@ def main() -> int:
         "tensorrt_rtx": tensorrt_rtx.__version__,
         "timing": dataclasses.asdict(timing),
         "models": models,
+        "nin_imagenet_1000_classes": default_head,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = _finite(doc)

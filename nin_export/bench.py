@@ -18,7 +18,7 @@ from ._bench_worker import BenchJob, run_job
 from ._io import atomic_path, check_outputs, ensure_dir, write_json
 from .data import Preprocess, open_source
 from .defaults import DEFAULT_BATCHES, DEFAULT_DATA
-from .enums import Precision
+from .enums import Int8Target, Precision
 from .envinfo import environment
 from .errors import NinExportError, first_line
 from .export import export_model
@@ -100,6 +100,14 @@ class _Prepared:
         self.info = info
         self.files: dict[tuple[ArtifactKind, Precision], Path] = {}
         self.problems: dict[tuple[ArtifactKind, Precision], tuple[str, str]] = {}  # (status, reason): why it is missing
+        self.ort_cpu_int8: Path | None = None  # the INT8 graph for onnxruntime's CPU row (--int8-target ort-cpu)
+        self.ort_cpu_problem: tuple[str, str] | None = None
+
+    def artifact(self, rt: Runtime, prec: Precision) -> tuple[Path | None, tuple[str, str] | None]:
+        """The file a row runs, and why it is missing."""
+        if prec is Precision.INT8 and rt.int8_target is Int8Target.ORT_CPU:
+            return self.ort_cpu_int8, self.ort_cpu_problem
+        return self.files.get((rt.artifact, prec)), self.problems.get((rt.artifact, prec))
 
 
 def _model_info(cfg: BenchConfig, name: str, d: Path) -> _Prepared:
@@ -159,9 +167,47 @@ def _graphs(cfg: BenchConfig, name: str, d: Path, work: Path, prep: _Prepared, s
                 prep.files[key] = q.path
             except NinExportError as e:
                 prep.problems[key] = ("failed", f"{prec.value} graph: {first_line(e)}")
+    _ort_cpu_graph(cfg, name, d, work, prep, fp32, given, say)
     for (kind, prec), f in prep.files.items():
         if kind is ArtifactKind.ONNX:
             prep.info["artifact_bytes"][f"onnx-{prec.value}"] = f.stat().st_size
+    if prep.ort_cpu_int8 is not None:
+        prep.info["artifact_bytes"]["onnx-int8-ort-cpu"] = prep.ort_cpu_int8.stat().st_size
+
+
+def _ort_cpu_graph(
+    cfg: BenchConfig,
+    name: str,
+    d: Path,
+    work: Path,
+    prep: _Prepared,
+    fp32: Path,
+    given: dict[str, Path],
+    say: Callable[[str], None],
+) -> None:
+    """onnxruntime's CPU row measures INT8 with the graph made for it (uint8 activations, fused QLinear
+    kernels): TensorRT's placement leaves its convolutions in float there, slower than FP32."""
+    if Precision.INT8 not in cfg.precisions or not any(r.int8_target is Int8Target.ORT_CPU for r in cfg.rows()):
+        return
+    if "onnx-int8-ort-cpu" in given:
+        prep.ort_cpu_int8 = given["onnx-int8-ort-cpu"]
+        return
+    if cfg.data is None:
+        prep.ort_cpu_problem = ("skipped", "no calibration data (--data) for INT8")
+        return
+    say(f"{name}: making the int8 graph for onnxruntime's CPU kernels")
+    opts = QuantizeOptions(
+        Precision.INT8,
+        calib_data=cfg.data,
+        calib_count=cfg.calib_count,
+        eval_count=min(cfg.eval_count, 64),
+        cache_dir=os.fspath(work / "calibration"),
+        target=Int8Target.ORT_CPU,
+    )
+    try:
+        prep.ort_cpu_int8 = quantize(fp32, opts, output=d / f"{name}.int8.ort-cpu.onnx").path
+    except NinExportError as e:
+        prep.ort_cpu_problem = ("failed", f"int8 graph for onnxruntime CPU: {first_line(e)}")
 
 
 def engine_precision(engine: Path) -> tuple[Precision, str | None]:
@@ -309,8 +355,7 @@ def _measure_model(run: _Run, name: str, prep: _Prepared, reference: tuple | Non
         for prec in run.cfg.precisions:
             if should_stop is not None and should_stop():
                 raise KeyboardInterrupt
-            artifact = prep.files.get((rt.artifact, prec))
-            problem = prep.problems.get((rt.artifact, prec))
+            artifact, problem = prep.artifact(rt, prec)
             if problem is None and (why := rt.skip_reason(prec, run.gpu)) is not None:
                 problem = ("skipped", why)
             if problem is None and artifact is None:

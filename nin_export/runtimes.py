@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .enums import Precision, StrEnum
+from .enums import Int8Target, Precision, StrEnum
 from .errors import NinExportError
 from .runners.base import Runner
 
@@ -52,6 +52,8 @@ class Runtime:
     factory: Callable[[RunTarget], Runner]
     probe: Callable[[], str | None]  # None: available here; else why not
     gpu_only: tuple[Precision, ...] = ()  # precisions this runtime measures on a GPU only
+    # the INT8 graph this runtime is measured with: TensorRT's placement, or onnxruntime's CPU layout
+    int8_target: Int8Target = Int8Target.TENSORRT
 
     def unavailable(self) -> str | None:
         """Why this runtime cannot be used here (None: it can)."""
@@ -157,6 +159,7 @@ RUNTIMES: tuple[Runtime, ...] = (
         False,
         _ort_runner,
         _always,
+        int8_target=Int8Target.ORT_CPU,  # its CPU kernels want uint8 activations and fused QLinear ops
     ),
     Runtime(
         "onnxruntime-cuda",

@@ -250,3 +250,11 @@ def test_torch_cuda_split_timing_on_one_stream(cuda_graph):
     assert split["end_to_end_ms"]["median"] >= split["compute_ms"]["median"]
     assert tp["streams"] == 2 and tp["images_per_s"] > 0
     assert torch.cuda.current_stream().query()
+
+
+def test_onnxruntime_cpu_measures_int8_with_its_own_graph(tiny_results):
+    """TensorRT's Q/DQ placement leaves onnxruntime's CPU convolutions in float; its row gets the ort-cpu graph."""
+    res, _, _ = tiny_results
+    rows = [r for r in res["rows"] if r["backend"] == "onnxruntime" and r["precision"] == "int8" and r["status"] == "ok"]
+    assert rows and all(r["artifact"]["file"].endswith(".int8.ort-cpu.onnx") for r in rows)
+    assert "onnx-int8-ort-cpu" in res["models"]["nin-cifar10"]["artifact_bytes"]
