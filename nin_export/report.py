@@ -312,7 +312,6 @@ def _pyplot():
 
 def _latency_vs_batch(results: list[dict[str, Any]], out: Path) -> Path | None:
     """One panel per backend x precision, one line per machine x model."""
-    import matplotlib.ticker
 
     panels = sorted({(r["backend"], r["precision"]) for res in results for r in _ok_rows(res)})
     if not panels:
@@ -323,8 +322,10 @@ def _latency_vs_batch(results: list[dict[str, Any]], out: Path) -> Path | None:
         (len(panels) + cols - 1) // cols, cols, figsize=(5 * cols, 3.8 * ((len(panels) + cols - 1) // cols)), squeeze=False
     )
     batches = sorted({r["batch"] for res in results for r in _ok_rows(res)})
+    colours = _pair_colours(results, plt)
     for ax, (backend, prec) in zip(axes.flat, panels):
         for res in results:
+            colour = colours[(res["machine"], res["config"]["model"])]
             for model in (res["config"]["model"], res["config"]["baseline"]):
                 pts = sorted(
                     (r["batch"], r["latency_ms"]["median"])
@@ -333,18 +334,18 @@ def _latency_vs_batch(results: list[dict[str, Any]], out: Path) -> Path | None:
                 )
                 if pts:
                     style = "-o" if res["models"][model]["head"] == "gap" else "--s"
-                    ax.plot(*zip(*pts), style, label=f"{model} ({res['machine']})" if len(results) > 1 else model)
+                    label = f"{model} ({res['machine']})" if len(results) > 1 else model
+                    ax.plot(*zip(*pts), style, color=colour, label=label, mfc="none" if style == "--s" else colour)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(batches, [str(b) for b in batches])
-        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        _label_log_axis(ax.yaxis, *ax.get_ylim())
         ax.set(title=f"{backend} {prec}", xlabel="batch", ylabel="median latency (ms)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    fig.suptitle("Latency vs batch: NiN (solid) vs FC-headed twin (dashed)")
+    fig.suptitle("Latency vs batch: one colour per model pair; NiN solid, FC-headed twin dashed and hollow")
     fig.tight_layout()
     return _save(fig, out / "latency_vs_batch.png")
 
@@ -374,10 +375,27 @@ def _size_bars(res: dict[str, Any], out: Path) -> Path:
 _PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
 
 
-def _pair_plot(results: list[dict[str, Any]], y_of: Any, ylabel: str, title: str, path: Path) -> Path | None:
+def _label_log_axis(axis: Any, lo: float, hi: float) -> None:
+    """Plain numbers on a log axis; the minor ticks labelled too when the range spans less than ~a decade."""
+    import matplotlib.ticker
+
+    axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    narrow = lo > 0 and hi / lo < 50
+    axis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g") if narrow else matplotlib.ticker.NullFormatter())
+    axis.set_tick_params(which="minor", labelsize=7)
+
+
+def _pair_colours(results: list[dict[str, Any]], plt: Any) -> dict[tuple[str, str], Any]:
+    """One colour per machine x model pair, the same in every plot."""
+    pairs = sorted({(res["machine"], res["config"]["model"]) for res in results})
+    return {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(pairs)}
+
+
+def _pair_plot(
+    results: list[dict[str, Any]], y_of: Any, ylabel: str, title: str, path: Path, ylog: bool = True, diff: bool = False
+) -> Path | None:
     """Batch-1 rows, one panel per backend: one colour per machine x model pair, a marker per precision,
     NiN filled and its twin hollow, a line from NiN to twin labelled with the twin/NiN ratio of ``y_of``."""
-    import matplotlib.ticker
 
     points = [(res, r) for res in results for r in _ok_rows(res) if r["batch"] == min(res["config"]["batches"]) and y_of(r)]
     if not points:
@@ -385,8 +403,8 @@ def _pair_plot(results: list[dict[str, Any]], y_of: Any, ylabel: str, title: str
     plt = _pyplot()
     backends = sorted({r["backend"] for _, r in points})
     pairs = sorted({(res["machine"], res["config"]["model"]) for res, _ in points})
-    colours = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(pairs)}
-    fig, axes = plt.subplots(1, len(backends), figsize=(4.6 * len(backends), 4.4), squeeze=False)
+    colours = _pair_colours(results, plt)
+    fig, axes = plt.subplots(1, len(backends), figsize=(max(4.6 * len(backends), 8.0), 4.6), squeeze=False)
     for ax, backend in zip(axes[0], backends):
         for res in results:
             colour, nin = colours.get((res["machine"], res["config"]["model"])), res["config"]["model"]
@@ -400,13 +418,12 @@ def _pair_plot(results: list[dict[str, Any]], y_of: Any, ylabel: str, title: str
                 if a is not None and b is not None:
                     xa, ya, xb, yb = a["latency_ms"]["median"], y_of(a), b["latency_ms"]["median"], y_of(b)
                     ax.plot([xa, xb], [ya, yb], color=colour, lw=0.8, alpha=0.6)
-                    ax.annotate(f"{yb / ya:.1f}x", ((xa * xb) ** 0.5, (ya * yb) ** 0.5), fontsize=7, color=colour)
-        ax.set(xscale="log", yscale="log", xlabel="median latency, batch 1 (ms)", title=backend)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.tick_params(axis="y", which="minor", labelsize=7)
+                    label = f"{yb - ya:+.1f}" if diff else f"{yb / ya:.1f}x"
+                    ax.annotate(label, ((xa * xb) ** 0.5, (ya + yb) / 2 if diff else (ya * yb) ** 0.5), fontsize=7, color=colour)
+        ax.set(xscale="log", yscale="log" if ylog else "linear", xlabel="median latency, batch 1 (ms)", title=backend)
+        _label_log_axis(ax.xaxis, *ax.get_xlim())
+        if ylog:
+            _label_log_axis(ax.yaxis, *ax.get_ylim())
         ax.grid(True, which="both", alpha=0.25)
     axes[0][0].set_ylabel(ylabel)
     handles = [plt.Line2D([], [], color=colours[p], lw=3, label=f"{p[1]} pair ({p[0]})") for p in pairs]
@@ -415,18 +432,28 @@ def _pair_plot(results: list[dict[str, Any]], y_of: Any, ylabel: str, title: str
         plt.Line2D([], [], ls="", marker="o", color="grey", label="NiN (filled)"),
         plt.Line2D([], [], ls="", marker="o", mfc="none", color="grey", label="FC twin (hollow)"),
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
-    fig.suptitle(title + " (labels: twin / NiN)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=7, frameon=False)
+    fig.suptitle(title + (" (labels: twin - NiN)" if diff else " (labels: twin / NiN)"), fontsize=10)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     return _save(fig, path)
+
+
+def _memory_mib(r: dict[str, Any]) -> float:
+    """GPU memory for a CUDA row where one was recorded (NVML's per-process figure first), else peak RSS."""
+    m = r.get("memory") or {}
+    if r.get("device") == "cuda":
+        for key in ("nvml_process_bytes", "gpu_peak_allocated_bytes", "engine_device_memory_bytes"):
+            if m.get(key):
+                return m[key] / 2**20
+    return m.get("peak_rss_bytes", 0) / 2**20
 
 
 def _memory_vs_latency(results: list[dict[str, Any]], out: Path) -> Path | None:
     return _pair_plot(
         results,
-        lambda r: (r.get("memory") or {}).get("peak_rss_bytes", 0) / 2**20,
-        "peak RSS of the runner's process (MiB)",
-        "Memory vs latency",
+        _memory_mib,
+        "memory (MiB)",
+        "Memory vs latency: GPU memory on CUDA rows, peak RSS of the runner's process elsewhere",
         out / "memory_vs_latency.png",
     )
 
@@ -468,36 +495,15 @@ def _energy(res: dict[str, Any]) -> list[str]:
 
 
 def _accuracy_vs_latency(results: list[dict[str, Any]], out: Path) -> Path | None:
-    """Rows measured with labelled reference data, at the smallest batch."""
-    pts = [
-        (res, r)
-        for res in results
-        for r in _ok_rows(res)
-        if (r.get("quality") or {}).get("accuracy") is not None and r["batch"] == min(res["config"]["batches"])
-    ]
-    if not pts:
-        return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for res, r in pts:
-        marker = "o" if res["models"][r["model"]]["head"] == "gap" else "s"
-        ax.scatter(r["latency_ms"]["median"], 100 * r["quality"]["accuracy"], marker=marker, s=50, alpha=0.8)
-        ax.annotate(
-            f"{r['model']} {r['backend']} {r['precision']}",
-            (r["latency_ms"]["median"], 100 * r["quality"]["accuracy"]),
-            fontsize=6,
-            xytext=(4, 2),
-            textcoords="offset points",
-        )
-    ax.set(
-        xscale="log",
-        xlabel=f"median latency at batch {min(results[0]['config']['batches'])} (ms)",
-        ylabel="top-1 accuracy on held-out images (%)",
-        title="Accuracy vs latency (circle: NiN, square: FC twin)",
+    """Rows measured with labelled reference data (trained weights: random ones score chance)."""
+
+    def acc(r: dict[str, Any]) -> float | None:
+        a = (r.get("quality") or {}).get("accuracy")
+        return None if a is None else 100 * a
+
+    return _pair_plot(
+        results, acc, "top-1 accuracy on held-out images (%)", "Accuracy vs latency", out / "accuracy_vs_latency.png", False, True
     )
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, out / "accuracy_vs_latency.png")
 
 
 _PLOT_NAMES = ("latency_vs_batch", "size_bars", "memory_vs_latency", "energy_vs_latency", "accuracy_vs_latency")
