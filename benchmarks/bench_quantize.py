@@ -3,8 +3,9 @@
     python benchmarks/bench_quantize.py            # writes benchmarks/results/<machine>/quantize_ort_cpu.json
 
 Models are built with seeded random weights (timing does not depend on the values), exported,
-quantized with the same code as `nin-export quantize` (INT8 calibrated on 300 digits), then timed
-trtexec-style with the same code as `nin-export bench`.
+quantized with the same code as `nin-export quantize` (INT8 calibrated on 300 digits, with
+`--int8-target ort-cpu`: onnxruntime's CPU layout, as `nin-export bench` measures its CPU row), then
+timed trtexec-style with the same code as `nin-export bench`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nin_export.enums import Precision
+from nin_export.enums import Int8Target, Precision
 from nin_export.envinfo import environment, machine_name
 from nin_export.export import export_model
 from nin_export.models import create_model
@@ -50,7 +51,8 @@ def main() -> int:
             res = export_model(model, Path(tmp) / name)
             paths = {Precision.FP32: res.final_path}
             for prec in (Precision.FP16, Precision.INT8):
-                q = quantize(res.final_path, QuantizeOptions(prec, calib_data="digits", cache_dir=None))
+                target = {"target": Int8Target.ORT_CPU} if prec is Precision.INT8 else {}
+                q = quantize(res.final_path, QuantizeOptions(prec, calib_data="digits", cache_dir=None, **target))
                 paths[prec] = q.path
                 print(f"{name} {prec}: {q.agreement.describe()}", file=sys.stderr)
             for prec, path in paths.items():
