@@ -16,7 +16,16 @@ from typing import Any
 import numpy as np
 
 from .errors import first_line
-from .power import SOURCES, NvmlSampler, PowerSampler, PowerSourceUnavailable, TegrastatsSampler, find_power_source
+from .power import (
+    SOURCES,
+    Ina3221Sampler,
+    NvmlSampler,
+    PowerSampler,
+    PowerSourceUnavailable,
+    TegrastatsSampler,
+    find_power_source,
+    nvmap_process_bytes,
+)
 from .runtimes import RunTarget, get_runtime
 from .timing import TimingOptions, measure
 
@@ -137,11 +146,14 @@ def _time_batches(runner: Any, job: BenchJob, power: tuple[PowerSampler | None, 
 def _device_memory_seen(sampler: PowerSampler | None) -> dict[str, Any]:
     """What the power source also sees of memory: NVML's per-process use (TensorRT's weights and workspace
     included, which torch's allocator counters miss), tegrastats' RAM in use (unified memory on Jetson)."""
+    out: dict[str, Any] = {}
     if isinstance(sampler, NvmlSampler):
-        return {"nvml_process_bytes": sampler.process_memory_bytes()}
+        out["nvml_process_bytes"] = sampler.process_memory_bytes()
     if isinstance(sampler, TegrastatsSampler) and sampler.ram_used_mb:
-        return {"tegrastats_ram_used_mb_max": max(sampler.ram_used_mb)}
-    return {}
+        out["tegrastats_ram_used_mb_max"] = max(sampler.ram_used_mb)
+    if isinstance(sampler, (TegrastatsSampler, Ina3221Sampler)) and (nvmap := nvmap_process_bytes()) is not None:
+        out["nvmap_process_bytes"] = nvmap  # Jetson: GPU buffers in unified memory (root-only debugfs)
+    return out
 
 
 def _reference_outputs(runner: Any, job: BenchJob) -> np.ndarray:

@@ -39,6 +39,7 @@ __all__ = [
     "find_ina3221_rails",
     "find_power_source",
     "power_sources",
+    "nvmap_process_bytes",
 ]
 
 BOARD_RAILS = ("VDD_IN", "POM_5V_IN", "5V_IN")  # the whole module's input, where a board has one
@@ -367,6 +368,27 @@ class RaplSampler(PowerSampler):
         uj = sum((b - a) % rng if b < a else b - a for (a, b, (_, rng)) in zip(self._e0, e1, self.domains))
         self._energy_j = uj / 1e6
         return self
+
+
+# --- Jetson: NvMap (GPU buffers in unified memory, which RSS misses) --------------------------------
+
+NVMAP_CLIENTS = "/sys/kernel/debug/nvmap/iovmm/clients"  # debugfs: root only
+
+
+def nvmap_process_bytes(pid: int | None = None, path: str | os.PathLike = NVMAP_CLIENTS) -> int | None:
+    """What NvMap holds for ``pid`` (the "CLIENT PROCESS PID SIZE" table jtop reads; sizes in K), or
+    None where the file is not readable (it is root-only) or lists no such process."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None
+    total = None
+    for line in lines[1:]:
+        f = line.split()
+        if len(f) >= 4 and f[-2] == str(pid) and (m := re.fullmatch(r"(\d+)([KMG]?)", f[-1])):
+            total = (total or 0) + int(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[m.group(2)]
+    return total
 
 
 # --- which one --------------------------------------------------------------------------------------

@@ -168,6 +168,7 @@ _DEVICE_MEMORY = (
     ("gpu_peak_allocated_bytes", "peak GPU memory allocated by PyTorch"),
     ("engine_device_memory_bytes", "TensorRT engine device memory"),
     ("nvml_process_bytes", "GPU memory NVML sees for the process (TensorRT's own included)"),
+    ("nvmap_process_bytes", "NvMap buffers of the process (Jetson unified memory)"),
 )
 
 

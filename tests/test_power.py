@@ -16,6 +16,7 @@ from nin_export.power import (
     TegrastatsSampler,
     find_ina3221_rails,
     find_power_source,
+    nvmap_process_bytes,
     parse_tegrastats,
     power_sources,
 )
@@ -186,3 +187,11 @@ def test_no_source_says_why():
         assert why.startswith("no power source:") and all(name in why for name in sources)
     else:
         assert any(v.startswith("available") for v in sources.values())
+
+
+def test_nvmap_clients_table():
+    """NvMap's per-process table (debugfs, root only) as jtop reads it: this process's buffers summed."""
+    path = FIXTURES / "nvmap-iovmm-clients.txt"
+    assert nvmap_process_bytes(4242, path) == (186368 + 4096) * 1024
+    assert nvmap_process_bytes(1187, path) == 31616 * 1024
+    assert nvmap_process_bytes(7, path) is None and nvmap_process_bytes(4242, FIXTURES / "missing") is None
