@@ -25,6 +25,7 @@ from .power import (
     TegrastatsSampler,
     find_power_source,
     nvmap_process_bytes,
+    sources_for,
 )
 from .runtimes import RunTarget, get_runtime
 from .timing import TimingOptions, measure
@@ -82,7 +83,7 @@ def _sampler(job: BenchJob) -> tuple[PowerSampler | None, str]:
     if job.power == "none":
         return None, "power not sampled (--power none)"
     if job.power == "auto":
-        return find_power_source()
+        return find_power_source(order=sources_for(job.target.device))
     try:
         s = SOURCES[job.power]()
         return s, s.describe()

@@ -40,6 +40,7 @@ __all__ = [
     "find_power_source",
     "power_sources",
     "nvmap_process_bytes",
+    "sources_for",
 ]
 
 BOARD_RAILS = ("VDD_IN", "POM_5V_IN", "5V_IN")  # the whole module's input, where a board has one
@@ -417,9 +418,10 @@ def power_sources() -> dict[str, str]:
     return out
 
 
-def find_power_source(prefer: str | None = None) -> tuple[PowerSampler | None, str]:
-    """The first available source (``prefer`` first): (sampler, what it is) or (None, why none)."""
-    order = ([prefer] if prefer else []) + [s for s in SOURCES if s != prefer]
+def find_power_source(prefer: str | None = None, order: list[str] | None = None) -> tuple[PowerSampler | None, str]:
+    """The first available source of ``order`` (default: all, ``prefer`` first): (sampler, what it is) or
+    (None, why none)."""
+    order = order or ([prefer] if prefer else []) + [s for s in SOURCES if s != prefer]
     reasons = []
     for name in order:
         try:
@@ -428,3 +430,9 @@ def find_power_source(prefer: str | None = None) -> tuple[PowerSampler | None, s
         except PowerSourceUnavailable as e:
             reasons.append(f"{name}: {e}")
     return None, "no power source: " + "; ".join(reasons)
+
+
+def sources_for(device: str) -> list[str]:
+    """The sources that measure what a row on ``device`` draws: a Jetson's board rails for anything; else
+    NVML for a CUDA row and RAPL for a CPU row (a desktop GPU's idle power says nothing of a CPU run)."""
+    return ["ina3221", "tegrastats"] + (["nvml"] if device == "cuda" else ["rapl"])

@@ -437,8 +437,8 @@ def _plan(job: _Job) -> _Int8Plan:
     model = onnx.ModelProto.FromString(job.model.SerializeToString())  # the caller's graph stays as it was
     name_nodes(model)
     # onnxruntime's CPU layout quantizes the head too: a float GAP leaves the last conv unfused, and slower
-    keep_head = job.options.quantize_head or job.options.target is Int8Target.ORT_CPU
-    return _Int8Plan(job, model, calib, [] if keep_head else head_nodes(model))
+    quantize_head = job.options.quantize_head or job.options.target is Int8Target.ORT_CPU
+    return _Int8Plan(job, model, calib, [] if quantize_head else head_nodes(model))
 
 
 def _int8_graph(job: _Job) -> onnx.ModelProto:

@@ -195,3 +195,12 @@ def test_nvmap_clients_table():
     assert nvmap_process_bytes(4242, path) == (186368 + 4096) * 1024
     assert nvmap_process_bytes(1187, path) == 31616 * 1024
     assert nvmap_process_bytes(7, path) is None and nvmap_process_bytes(4242, FIXTURES / "missing") is None
+
+
+def test_sources_follow_the_row_device():
+    from nin_export.power import sources_for
+
+    assert sources_for("cuda") == ["ina3221", "tegrastats", "nvml"]
+    assert sources_for("cpu") == ["ina3221", "tegrastats", "rapl"], "a CPU row is not charged a GPU's power"
+    sampler, why = find_power_source(order=["rapl"])
+    assert sampler is not None or why.startswith("no power source: rapl:")
