@@ -365,8 +365,12 @@ def _prepare(src: Path, model: onnx.ModelProto, options: QuantizeOptions, dest: 
     meta = ModelMeta.from_dict(read_metadata(model), f"ONNX metadata of '{src}'")
     check_metadata_matches_graph(meta, model, src)
     pre = meta.preprocess()
-    if options.exclude:
-        match_nodes(model, options.exclude)  # a pattern that matches nothing is refused before any work
+    if options.exclude:  # a pattern that matches nothing, or everything, is refused before any work
+        if len(match_nodes(model, options.exclude)) >= len(quantizable_nodes(model)):
+            raise NinExportError(
+                f"--exclude {' '.join(options.exclude)} keeps every Conv/Gemm layer in float: nothing is left to "
+                f"quantize; exclude fewer layers (or use --fp16)"
+            )
     if dest is not None:
         check_outputs([dest, dest.parent / MANIFEST_NAME], lineage(src))
     spec = "synthetic" if options.allow_synthetic and options.calib_data is None else (options.calib_data or DEFAULT_DATA)

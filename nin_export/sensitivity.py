@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from ._io import atomic_path, check_outputs, write_json
+from .errors import VerificationError
 
 __all__ = ["LayerSensitivity", "Sensitivity", "fidelity", "rank_layers", "keep_float_until", "write_sensitivity"]
 
@@ -105,14 +106,17 @@ def keep_float_until(
     """Keep the most sensitive layers in float, one more at a time, until top-1 agreement reaches
     ``target``. Returns (layers kept in float, the graph, its agreement)."""
     kept: list[str] = []
-    for layer in ranking:
+    for layer in ranking[:-1]:  # all of them in float would be the FP32 graph again
         kept.append(layer.node)
         graph = excluding(kept)
         agree = fidelity(ref, run(graph))["top1_agreement"]
         say(f"{len(kept)} layer(s) in float (+{layer.node}): top-1 agreement {agree:.1%}")
         if agree >= target:
             return kept, graph, agree
-    raise AssertionError("unreachable: with every layer in float the graph is the FP32 parent")
+    raise VerificationError(
+        f"top-1 agreement stays below {target:.1%} with all but one of {len(ranking)} layers in float: INT8 gains "
+        f"nothing here; lower --min-agreement, try another --calib-method or more calibration images, or use --fp16"
+    )
 
 
 # --- writing -------------------------------------------------------------------------------------

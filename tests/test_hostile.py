@@ -229,6 +229,7 @@ CASES = [
         "TensorRT graphs only",
     ),  # fmt: skip
     (["sensitivity", "missing.onnx", "--calib-data", "digits"], "not found"),
+    (["quantize", "nin-cifar10.sim.onnx", "--int8", "--calib-data", "digits", "--exclude", "*"], "nothing is left to quantize"),
     (["sensitivity", "nin-cifar10.sim.onnx", "--calib-data", "digits", "--calib-count", "3"], "too few calibration images"),
     (["bench", "--streams", "0", "-o", "b"], "--streams"),
     (["bench", "--idle-s", "-1", "-o", "b"], "idle power"),

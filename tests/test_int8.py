@@ -200,3 +200,20 @@ def test_modelopt_quantizer(graphs, tmp_path):
     assert meta["quantizer"] == "modelopt" and meta["model"] == "nin-cifar10"  # the parent's metadata carried over
     with pytest.raises(NinExportError, match="modelopt calibrates with"):
         _q(graphs["nin-cifar10"], tmp_path, out="p.onnx", quantizer=Quantizer.MODELOPT, calib_method=CalibMethod.PERCENTILE)
+
+
+def test_keep_float_until_gives_up_before_every_layer_is_float():
+    """All layers in float would be the FP32 graph again: the search stops one short and says why."""
+    from nin_export.sensitivity import LayerSensitivity, keep_float_until
+
+    ranking = [LayerSensitivity(f"c{i}", "Conv", 10, 0.5, 10.0) for i in range(3)]
+    ref = np.eye(4, dtype=np.float32)
+    tried = []
+
+    def excluding(kept):
+        tried.append(list(kept))
+        return onnx.ModelProto()
+
+    with pytest.raises(VerificationError, match="all but one of 3 layers in float"):
+        keep_float_until(0.99, ranking, excluding, lambda g: np.roll(ref, 1, axis=1), ref, lambda m: None)
+    assert tried == [["c0"], ["c0", "c1"]]
