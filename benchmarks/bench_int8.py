@@ -94,8 +94,7 @@ def _ort_static(src: Path, calib_x: np.ndarray, dst: Path) -> Path:
 
 def _logits(path: Path, x: np.ndarray) -> np.ndarray:
     with OrtRunner(path) as r:
-        name = r.input_names[0]
-        return np.concatenate([next(iter(r.infer({name: x[i : i + 32]}).values())) for i in range(0, len(x), 32)])
+        return r.infer_batches(x)
 
 
 def _counts(path: Path) -> dict:

@@ -158,11 +158,8 @@ def _device_memory_seen(sampler: PowerSampler | None) -> dict[str, Any]:
 
 
 def _reference_outputs(runner: Any, job: BenchJob) -> np.ndarray:
-    name = runner.input_names[0]
     xs = np.load(job.reference_inputs)  # type: ignore[arg-type]
-    step = max(1, min(32, max(job.batches)))
-    outs = [next(iter(runner.infer({name: xs[i : i + step]}).values())) for i in range(0, len(xs), step)]
-    return np.concatenate(outs).astype(np.float32)
+    return runner.infer_batches(xs, max(1, min(32, max(job.batches)))).astype(np.float32)
 
 
 def run_job(job: BenchJob) -> dict[str, Any]:

@@ -68,9 +68,8 @@ def artifact_meta(path: Path) -> tuple[ArtifactKind, ModelMeta]:
 
 def _logits(rt: Runtime, target: RunTarget, x: np.ndarray) -> np.ndarray:
     with rt.factory(target) as runner:
-        inp = runner.input_names[0]
-        step = runner.profile_range(inp)[2][0] if hasattr(runner, "profile_range") else 32
-        return np.concatenate([next(iter(runner.infer({inp: x[i : i + step]}).values())) for i in range(0, len(x), step)])
+        step = runner.profile_range(runner.input_names[0])[2][0] if hasattr(runner, "profile_range") else 32
+        return runner.infer_batches(x, step)
 
 
 def evaluate(

@@ -240,8 +240,7 @@ def load_calibration_cache(path: Path, key: str) -> dict[str, tuple[float, float
 
 def _run(path_or_bytes, xs: np.ndarray, batch: int = 32) -> np.ndarray:
     with OrtRunner(path_or_bytes) as r:
-        name = r.input_names[0]
-        return np.concatenate([next(iter(r.infer({name: xs[i : i + batch]}).values())) for i in range(0, len(xs), batch)])
+        return r.infer_batches(xs, batch)
 
 
 def _check_request(src: Path, model: onnx.ModelProto, options: QuantizeOptions) -> None:

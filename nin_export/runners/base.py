@@ -62,6 +62,11 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
+    def infer_batches(self, x: np.ndarray, batch: int = 32) -> np.ndarray:
+        """The first output over every row of ``x``, fed ``batch`` rows at a time (one-input runners)."""
+        name = self.input_names[0]
+        return np.concatenate([next(iter(self.infer({name: x[i : i + batch]}).values())) for i in range(0, len(x), batch)])
+
     def device_memory(self) -> dict[str, int]:
         """GPU memory figures this runner can read (bytes by name); none by default."""
         return {}
