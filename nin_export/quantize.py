@@ -479,15 +479,17 @@ def _tolerance(prec: Precision, options: QuantizeOptions, meta: ModelMeta, synth
     return tol
 
 
-def _write_checked(out_model: onnx.ModelProto, job: _Job, tol: Tolerance) -> Agreement:
-    """Write ``out_model`` to the destination only once it agrees with the parent on the held-out images."""
+def _write_checked(out_model: onnx.ModelProto, job: _Job, tol: Tolerance) -> tuple[Agreement, np.ndarray]:
+    """Write ``out_model`` to the destination only once it agrees with the parent on the held-out images;
+    the agreement, and the written graph's outputs on those images."""
     src, dest = job.src, job.result.path
     job.say(f"checking against {src.name} on {len(job.held.x)} held-out images")
     ref = job.ref
     with atomic_path(dest, suffix=".onnx") as tmp:
         onnx.save(out_model, os.fspath(tmp))
         load_onnx(tmp, check=True)
-        agree = compare([ref], [_run(tmp, job.held.x)], tol)
+        out = _run(tmp, job.held.x)
+        agree = compare([ref], [out], tol)
         if not agree.passed:
             fix = (
                 f"; keep the most sensitive layers in float with --min-agreement {tol.min_top1:g} (or --exclude LAYER; "
@@ -499,7 +501,7 @@ def _write_checked(out_model: onnx.ModelProto, job: _Job, tol: Tolerance) -> Agr
             raise VerificationError(
                 f"{dest.name} disagrees with {src.name}: {agree.describe()} (needs {tol.describe()}); nothing written{fix}"
             )
-    return agree
+    return agree, out
 
 
 def quantize(
@@ -526,11 +528,11 @@ def quantize(
     if prec is Precision.INT8:
         set_metadata(out_model, {"int8_target": options.target.value, "quantizer": options.quantizer.value})
     result.graph = out_model
-    result.agreement = _write_checked(out_model, job, _tolerance(prec, options, job.meta, job.source.synthetic))
+    result.agreement, out = _write_checked(out_model, job, _tolerance(prec, options, job.meta, job.source.synthetic))
     ver = dict(result.agreement.to_dict(), data=job.source.name)
     if job.held.y is not None:
         ver["top1_accuracy_parent"] = float((job.ref.argmax(1) == job.held.y).mean())
-        ver["top1_accuracy"] = float((job.run(out_model).argmax(1) == job.held.y).mean())
+        ver["top1_accuracy"] = float((out.argmax(1) == job.held.y).mean())
     int8 = prec is Precision.INT8
     calibration = {"images": result.calib_images, "cache": result.cache, "source": job.source.name} if int8 else None
     record_artifact(
