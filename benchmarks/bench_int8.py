@@ -37,8 +37,8 @@ from nin_export.envinfo import environment, machine_name
 from nin_export.export import export_model
 from nin_export.meta import ModelMeta
 from nin_export.models import build_model
-from nin_export.onnx_utils import read_metadata, set_metadata, toposort
-from nin_export.qdq import calibrate, head_nodes, name_nodes
+from nin_export.onnx_utils import read_metadata, set_metadata
+from nin_export.qdq import calibrate, head_nodes, name_nodes, ort_settings, quantize_int8
 from nin_export.quantize import QuantizeOptions, quantize
 from nin_export.runners import OrtRunner
 from nin_export.sensitivity import fidelity
@@ -53,27 +53,10 @@ def _say(msg: str) -> None:
 
 def _v01_graph(src: Path, calib_x: np.ndarray, dst: Path) -> Path:
     """The 0.1 placement: onnxruntime's full op list with the TensorRT integer settings."""
-    from onnxruntime.quantization import QuantType
-    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
-    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
-    from onnxruntime.quantization.quant_utils import save_and_reload_model_with_shape_infer
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
-
     model = onnx.load(str(src))
     name_nodes(model)
     ranges = calibrate(model, calib_x, CalibMethod.MINMAX)
-    tensors = TensorsData(
-        CalibrationMethod.MinMax, {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()}
-    )
-    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
-    ops = sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
-    q = QDQQuantizer(
-        save_and_reload_model_with_shape_infer(model), True, False, QuantType.QInt8, QuantType.QInt8, tensors, [],
-        head_nodes(model), ops, extra,
-    )  # fmt: skip
-    q.quantize_model()
-    out = q.model.model
-    toposort(out)
+    out = quantize_int8(model, ranges, head_nodes(model), settings=ort_settings(Int8Target.TENSORRT, every_op=True))
     set_metadata(out, {"precision": "int8"})
     onnx.save(out, str(dst))
     return dst

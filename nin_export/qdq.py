@@ -160,13 +160,18 @@ def calibrate(model: onnx.ModelProto, x: np.ndarray, method: CalibMethod) -> dic
     return out
 
 
-def _ort_settings(target: Int8Target):
-    """(op types, activation type, extra options) for onnxruntime's QDQ quantizer."""
+def ort_settings(target: Int8Target, every_op: bool = False):
+    """(op types, activation type, extra options) for onnxruntime's QDQ quantizer. ``every_op``: TensorRT's
+    integer types with onnxruntime's full op list, Q/DQ after every Conv and ReLU (nin-export 0.1's
+    placement, kept for comparisons)."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
+    every = sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
     if target is Int8Target.ORT_CPU:
-        return sorted(set(QLinearOpsRegistry) | set(QDQRegistry)), QuantType.QUInt8, {"WeightSymmetric": True}
+        return every, QuantType.QUInt8, {"WeightSymmetric": True}
+    if every_op:
+        return every, QuantType.QInt8, {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
     extra = {
         "ActivationSymmetric": True,  # zero points 0: all TensorRT accepts
         "WeightSymmetric": True,
@@ -182,16 +187,17 @@ def quantize_int8(
     exclude: list[str],
     target: Int8Target = Int8Target.TENSORRT,
     only: list[str] | None = None,
+    settings: tuple | None = None,
 ) -> onnx.ModelProto:
     """Q/DQ insertion by onnxruntime's QDQ quantizer from precomputed ranges: per-channel int8 weights
     (stored as int8), activations as ``target`` wants. ``exclude``: nodes kept in float; ``only``: quantize
-    these nodes alone (the per-layer sensitivity)."""
+    these nodes alone (the per-layer sensitivity); ``settings``: ort_settings(...) other than the target's."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
     from onnxruntime.quantization.quant_utils import save_and_reload_model_with_shape_infer
 
-    op_types, activation, extra = _ort_settings(target)
+    op_types, activation, extra = settings or ort_settings(target)
     model = save_and_reload_model_with_shape_infer(model)  # what quantize_static does first
     tensors = TensorsData(
         CalibrationMethod.MinMax, {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()}
