@@ -154,17 +154,7 @@ def _graphs(cfg: BenchConfig, name: str, d: Path, work: Path, prep: _Prepared, s
         else:
             say(f"{name}: making the {prec.value} graph")
             try:
-                q = quantize(
-                    fp32,
-                    QuantizeOptions(
-                        prec,
-                        calib_data=cfg.data or DEFAULT_DATA,
-                        calib_count=cfg.calib_count,
-                        eval_count=min(cfg.eval_count, 64),
-                        cache_dir=os.fspath(work / "calibration"),
-                    ),
-                )
-                prep.files[key] = q.path
+                prep.files[key] = quantize(fp32, _quantize_options(cfg, work, prec)).path
             except NinExportError as e:
                 prep.problems[key] = ("failed", f"{prec.value} graph: {first_line(e)}")
     _ort_cpu_graph(cfg, name, d, work, prep, fp32, given, say)
@@ -173,6 +163,18 @@ def _graphs(cfg: BenchConfig, name: str, d: Path, work: Path, prep: _Prepared, s
             prep.info["artifact_bytes"][f"onnx-{prec.value}"] = f.stat().st_size
     if prep.ort_cpu_int8 is not None:
         prep.info["artifact_bytes"]["onnx-int8-ort-cpu"] = prep.ort_cpu_int8.stat().st_size
+
+
+def _quantize_options(cfg: BenchConfig, work: Path, prec: Precision, target: Int8Target = Int8Target.TENSORRT) -> QuantizeOptions:
+    """How the benchmark makes its FP16 and INT8 graphs: its data, a short held-out check, a cache in the work dir."""
+    return QuantizeOptions(
+        prec,
+        calib_data=cfg.data or DEFAULT_DATA,
+        calib_count=cfg.calib_count,
+        eval_count=min(cfg.eval_count, 64),
+        cache_dir=os.fspath(work / "calibration"),
+        target=target,
+    )
 
 
 def _ort_cpu_graph(
@@ -196,14 +198,7 @@ def _ort_cpu_graph(
         prep.ort_cpu_problem = ("skipped", "no calibration data (--data) for INT8")
         return
     say(f"{name}: making the int8 graph for onnxruntime's CPU kernels")
-    opts = QuantizeOptions(
-        Precision.INT8,
-        calib_data=cfg.data,
-        calib_count=cfg.calib_count,
-        eval_count=min(cfg.eval_count, 64),
-        cache_dir=os.fspath(work / "calibration"),
-        target=Int8Target.ORT_CPU,
-    )
+    opts = _quantize_options(cfg, work, Precision.INT8, Int8Target.ORT_CPU)
     try:
         prep.ort_cpu_int8 = quantize(fp32, opts, output=d / f"{name}.int8.ort-cpu.onnx").path
     except NinExportError as e:
