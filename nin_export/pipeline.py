@@ -116,31 +116,25 @@ class PipelineConfig:
 
     def quantize_options(self, precision: Precision) -> QuantizeOptions:
         q = self.quantize
-        try:
-            method = CalibMethod(q.calib_method)
-        except ValueError:
-            raise NinExportError(
-                f"config: quantize.calib_method '{q.calib_method}' is not one of {', '.join(m.value for m in CalibMethod)}"
-            ) from None
+        int8 = {"exclude": list(q.exclude), "min_agreement": q.min_agreement, "quantizer": _choice(Quantizer, q, "quantizer")}
         return QuantizeOptions(
             precision,
             calib_data=self.data,
             calib_count=q.calib_count,
-            calib_method=method,
+            calib_method=_choice(CalibMethod, q, "calib_method"),
             eval_count=q.eval_count,
             cache_dir=q.calib_cache,
-            **(self._int8_controls() if precision is Precision.INT8 else {}),
+            **(int8 if precision is Precision.INT8 else {}),
         )
 
-    def _int8_controls(self) -> dict[str, Any]:
-        q = self.quantize
-        try:
-            quantizer = Quantizer(q.quantizer)
-        except ValueError:
-            raise NinExportError(
-                f"config: quantize.quantizer '{q.quantizer}' is not one of {', '.join(m.value for m in Quantizer)}"
-            ) from None
-        return {"exclude": list(q.exclude), "min_agreement": q.min_agreement, "quantizer": quantizer}
+
+def _choice(enum: type, section: QuantizeSection, key: str) -> Any:
+    """``section.key`` as a member of ``enum``; any other value is one line naming the choices."""
+    value = getattr(section, key)
+    try:
+        return enum(value)
+    except ValueError:
+        raise NinExportError(f"config: quantize.{key} '{value}' is not one of {', '.join(m.value for m in enum)}") from None
 
 
 def load_config(path: str | os.PathLike) -> PipelineConfig:
