@@ -17,11 +17,9 @@ import numpy as np
 
 from .errors import first_line
 from .power import (
-    SOURCES,
     Ina3221Sampler,
     NvmlSampler,
     PowerSampler,
-    PowerSourceUnavailable,
     TegrastatsSampler,
     find_power_source,
     nvmap_process_bytes,
@@ -82,13 +80,7 @@ def _system_used_bytes() -> int | None:
 def _sampler(job: BenchJob) -> tuple[PowerSampler | None, str]:
     if job.power == "none":
         return None, "power not sampled (--power none)"
-    if job.power == "auto":
-        return find_power_source(order=sources_for(job.target.device))
-    try:
-        s = SOURCES[job.power]()
-        return s, s.describe()
-    except PowerSourceUnavailable as e:
-        return None, f"{job.power}: {e}"
+    return find_power_source(sources_for(job.target.device) if job.power == "auto" else [job.power])
 
 
 def _energy(sampler: PowerSampler, idle_w: float | None, images_per_s: float) -> dict[str, Any]:

@@ -222,9 +222,6 @@ class TegrastatsSampler(PowerSampler):
         self._proc: subprocess.Popen | None = None
         self.ram_used_mb: list[int] = []
 
-    def describe(self) -> str:
-        return "tegrastats"
-
     def _poll(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         for line in self._proc.stdout:
@@ -354,9 +351,6 @@ class RaplSampler(PowerSampler):
     def _energy(self) -> list[int]:
         return [_read_int(d / "energy_uj") for d, _ in self.domains]
 
-    def read(self) -> PowerSample:  # for the trace: watts since the previous read
-        return PowerSample(time.perf_counter(), float("nan"))
-
     def start(self) -> "RaplSampler":
         self.samples, self._energy_j = [], None
         self._e0 = self._energy()
@@ -418,12 +412,10 @@ def power_sources() -> dict[str, str]:
     return out
 
 
-def find_power_source(prefer: str | None = None, order: list[str] | None = None) -> tuple[PowerSampler | None, str]:
-    """The first available source of ``order`` (default: all, ``prefer`` first): (sampler, what it is) or
-    (None, why none)."""
-    order = order or ([prefer] if prefer else []) + [s for s in SOURCES if s != prefer]
+def find_power_source(order: list[str] | None = None) -> tuple[PowerSampler | None, str]:
+    """The first available source of ``order`` (default: every one): (sampler, what it is) or (None, why none)."""
     reasons = []
-    for name in order:
+    for name in order or list(SOURCES):
         try:
             s = SOURCES[name]()
             return s, s.describe()

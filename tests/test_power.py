@@ -202,5 +202,5 @@ def test_sources_follow_the_row_device():
 
     assert sources_for("cuda") == ["ina3221", "tegrastats", "nvml"]
     assert sources_for("cpu") == ["ina3221", "tegrastats", "rapl"], "a CPU row is not charged a GPU's power"
-    sampler, why = find_power_source(order=["rapl"])
+    sampler, why = find_power_source(["rapl"])
     assert sampler is not None or why.startswith("no power source: rapl:")
