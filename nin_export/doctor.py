@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .enums import Precision
 from .errors import first_line
 
 __all__ = ["Check", "capabilities", "run_doctor"]
@@ -92,7 +93,7 @@ class _Smoke:
         self.made["fp32"] = res.final_path
         return f"nin-cifar10 (random weights) -> {res.final_path.name}, checked against PyTorch"
 
-    def _quantize(self, precision: Any) -> str:
+    def _quantize(self, precision: Precision) -> str:
         from .quantize import QuantizeOptions, quantize
 
         if "fp32" not in self.made:
@@ -103,13 +104,9 @@ class _Smoke:
         return f"{r.path.name}: top-1 agreement {r.agreement.top1_agreement:.0%}, cosine {r.agreement.cosine:.4f} on 32 digits"
 
     def fp16(self) -> str:
-        from .enums import Precision
-
         return self._quantize(Precision.FP16)
 
     def int8(self) -> str:
-        from .enums import Precision
-
         return self._quantize(Precision.INT8)
 
     def engine_build(self) -> str:
@@ -143,7 +140,7 @@ class _Smoke:
         with OrtRunner(self.made["fp16"]) as o, TrtRunner(self.made["engine"]) as t:
             ref = next(iter(o.infer({o.input_names[0]: x}).values()))
             out = next(iter(t.infer({t.input_names[0]: x}).values()))
-        a = compare([ref], [out], tolerance_for(_fp16()))
+        a = compare([ref], [out], tolerance_for(Precision.FP16))
         if not a.passed:
             raise AssertionError(f"engine disagrees with onnxruntime: {a.describe()}")
         return f"engine vs onnxruntime on 4 inputs: {a.describe()}"
@@ -183,12 +180,6 @@ class _Smoke:
             y = m(torch.zeros(2, 3, 32, 32, device="cuda"))
         torch.cuda.synchronize()
         return f"nin-cifar10 forward on {torch.cuda.get_device_name()}: output {tuple(y.shape)}"
-
-
-def _fp16():
-    from .enums import Precision
-
-    return Precision.FP16
 
 
 CHECKS = (

@@ -214,6 +214,14 @@ def quantize_int8(
 MODELOPT_METHODS = {CalibMethod.MINMAX: "max", CalibMethod.ENTROPY: "entropy"}
 
 
+def check_modelopt_method(method: CalibMethod) -> None:
+    """ModelOpt's INT8 calibrates with max (our minmax) or entropy; anything else is one line."""
+    if method not in MODELOPT_METHODS:
+        raise NinExportError(
+            f"--quantizer modelopt calibrates with {' or '.join(m.value for m in MODELOPT_METHODS)}, not {method.value}"
+        )
+
+
 def _modelopt_child(src: str, dst: str, npy: str, method: str, exclude: list[str]) -> str | None:
     """In a spawned process: importing ModelOpt's ONNX quantizer patches onnxruntime's calibrators for the
     whole process (they then expect node names where onnxruntime passes op types), so it never runs in
@@ -247,10 +255,7 @@ def modelopt_int8(model: onnx.ModelProto, x: np.ndarray, method: CalibMethod, ex
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    if method not in MODELOPT_METHODS:
-        raise NinExportError(
-            f"--quantizer modelopt calibrates with {' or '.join(m.value for m in MODELOPT_METHODS)}, not {method.value}"
-        )
+    check_modelopt_method(method)
     with tempfile.TemporaryDirectory(prefix="nin-export-modelopt-") as tmp:
         src, dst, npy = Path(tmp) / "model.onnx", Path(tmp) / "model.int8.onnx", Path(tmp) / "calib.npy"
         onnx.save(model, os.fspath(src))

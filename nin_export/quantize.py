@@ -44,8 +44,8 @@ from .meta import ModelMeta
 from .onnx_utils import check_metadata_matches_graph, graph_precision, load_onnx, opset_of, read_metadata, set_metadata, toposort
 from .qdq import (
     HISTOGRAM_OPTIONS,
-    MODELOPT_METHODS,
     calibrate,
+    check_modelopt_method,
     head_nodes,
     match_nodes,
     modelopt_int8,
@@ -279,11 +279,7 @@ def _check_int8_controls(options: QuantizeOptions) -> None:
     if options.quantizer is Quantizer.MODELOPT:
         if options.target is not Int8Target.TENSORRT:
             raise NinExportError("--quantizer modelopt makes TensorRT graphs only: drop --int8-target ort-cpu")
-        if options.calib_method not in MODELOPT_METHODS:
-            raise NinExportError(
-                f"--quantizer modelopt calibrates with {' or '.join(m.value for m in MODELOPT_METHODS)}, "
-                f"not {options.calib_method.value}"
-            )
+        check_modelopt_method(options.calib_method)
 
 
 def _ranges(
