@@ -440,88 +440,93 @@ def _print_profiles(profiles: dict[str, dict[str, list[int]]]) -> None:
 # --- quantize ------------------------------------------------------------------------------------
 
 
-def _calib_options(f: Callable) -> Callable:
-    """The calibration options that 'quantize', 'trt --int8/--fp16' and 'sensitivity' share."""
-    for opt in reversed(
-        [
-            click.option(
-                "--calib-data",
-                default=None,
-                metavar="SRC",
-                help="Images: a directory (recursive), a .npy/.npz in model layout, or 'digits' (built in). "
-                "FP16 uses it for the held-out check only (default digits).",
-            ),
-            click.option(
-                "--calib-method",
-                type=click.Choice([m.value for m in CalibMethod]),
-                default=CalibMethod.MINMAX.value,
-                show_default=True,
-                help="Range calibration.",
-            ),
-            click.option(
-                "--calib-count",
-                type=int,
-                default=DEFAULT_CALIB_COUNT,
-                show_default=True,
-                help=f"Calibration images (at least {MIN_CALIB_IMAGES}).",
-            ),
-            click.option(
-                "--eval-count",
-                type=int,
-                default=DEFAULT_EVAL_COUNT,
-                show_default=True,
-                help="Held-out images for the check against FP32.",
-            ),
-            click.option(
-                "--calib-cache", default=None, metavar="DIR", help=f"Calibration cache directory (default ./{DEFAULT_CACHE_DIR})."
-            ),
-            click.option("--no-calib-cache", is_flag=True, default=False, help="Neither read nor write a calibration cache."),
-            click.option(
-                "--quantize-head", is_flag=True, default=False, help="INT8: also quantize global average pooling and what follows."
-            ),
-        ]
-    ):
-        f = opt(f)
-    return f
+def _stack(*options: Callable) -> Callable[[Callable], Callable]:
+    """One decorator applying ``options`` so that --help lists them in this order."""
+
+    def apply(f: Callable) -> Callable:
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+
+    return apply
+
+
+# The calibration options that 'quantize', 'trt --int8/--fp16' and 'sensitivity' share.
+_calib_options = _stack(
+    click.option(
+        "--calib-data",
+        default=None,
+        metavar="SRC",
+        help="Images: a directory (recursive), a .npy/.npz in model layout, or 'digits' (built in). "
+        "FP16 uses it for the held-out check only (default digits).",
+    ),
+    click.option(
+        "--calib-method",
+        type=click.Choice([m.value for m in CalibMethod]),
+        default=CalibMethod.MINMAX.value,
+        show_default=True,
+        help="Range calibration.",
+    ),
+    click.option(
+        "--calib-count",
+        type=int,
+        default=DEFAULT_CALIB_COUNT,
+        show_default=True,
+        help=f"Calibration images (at least {MIN_CALIB_IMAGES}).",
+    ),
+    click.option(
+        "--eval-count",
+        type=int,
+        default=DEFAULT_EVAL_COUNT,
+        show_default=True,
+        help="Held-out images for the check against FP32.",
+    ),
+    click.option(
+        "--calib-cache", default=None, metavar="DIR", help=f"Calibration cache directory (default ./{DEFAULT_CACHE_DIR})."
+    ),
+    click.option("--no-calib-cache", is_flag=True, default=False, help="Neither read nor write a calibration cache."),
+    click.option(
+        "--quantize-head", is_flag=True, default=False, help="INT8: also quantize global average pooling and what follows."
+    ),
+)
+
+# The INT8 controls that 'quantize' and 'trt --int8' add to the calibration options.
+_int8_options = _stack(
+    click.option(
+        "--agreement-floor",
+        type=float,
+        default=DEFAULT_AGREEMENT_FLOOR,
+        show_default=True,
+        help="INT8 with trained weights: the least top-1 agreement with FP32 on held-out images that passes.",
+    ),
+    click.option(
+        "--exclude",
+        multiple=True,
+        metavar="NODE_OR_PATTERN",
+        help="INT8: keep this Conv/Gemm node in float (a name or a glob such as 'node_conv2d_*'; repeatable). "
+        "'nin-export sensitivity' lists the nodes.",
+    ),
+    click.option(
+        "--min-agreement",
+        type=float,
+        default=None,
+        metavar="P",
+        help="INT8: keep the most sensitive layers in float, one at a time, until top-1 agreement with FP32 "
+        "on the held-out images reaches P (e.g. 0.99).",
+    ),
+    click.option(
+        "--quantizer",
+        type=click.Choice([q.value for q in Quantizer]),
+        default=Quantizer.ORT.value,
+        show_default=True,
+        help="INT8: onnxruntime's quantizer (built in) or NVIDIA ModelOpt's ONNX PTQ (pip install 'nin-export[modelopt]').",
+    ),
+)
 
 
 def _quantize_options(f: Callable) -> Callable:
-    """The calibration options, and the INT8 controls that 'quantize' and 'trt --int8' share."""
-    for opt in reversed(
-        [
-            click.option(
-                "--agreement-floor",
-                type=float,
-                default=DEFAULT_AGREEMENT_FLOOR,
-                show_default=True,
-                help="INT8 with trained weights: the least top-1 agreement with FP32 on held-out images that passes.",
-            ),
-            click.option(
-                "--exclude",
-                multiple=True,
-                metavar="NODE_OR_PATTERN",
-                help="INT8: keep this Conv/Gemm node in float (a name or a glob such as 'node_conv2d_*'; repeatable). "
-                "'nin-export sensitivity' lists the nodes.",
-            ),
-            click.option(
-                "--min-agreement",
-                type=float,
-                default=None,
-                metavar="P",
-                help="INT8: keep the most sensitive layers in float, one at a time, until top-1 agreement with FP32 "
-                "on the held-out images reaches P (e.g. 0.99).",
-            ),
-            click.option(
-                "--quantizer",
-                type=click.Choice([q.value for q in Quantizer]),
-                default=Quantizer.ORT.value,
-                show_default=True,
-                help="INT8: onnxruntime's quantizer (built in) or NVIDIA ModelOpt's ONNX PTQ (pip install 'nin-export[modelopt]').",
-            ),
-        ]
-    ):
-        f = opt(f)
-    return _calib_options(f)
+    """The calibration options, then the INT8 controls."""
+    return _calib_options(_int8_options(f))
 
 
 def _make_quantize_options(
