@@ -59,14 +59,15 @@ class Runtime:
         """Why this runtime cannot be used here (None: it can)."""
         return self.probe()
 
-    def skip_reason(self, precision: Precision, have_gpu: bool) -> str | None:
-        """Why a row at ``precision`` cannot be measured here (None: it can)."""
+    def skip_reason(self, precision: Precision, have_gpu: bool, no_gpu_why: str | None = None) -> str | None:
+        """Why a row at ``precision`` cannot be measured here (None: it can). ``no_gpu_why`` says why a GPU
+        that is there cannot be used (torch without CUDA, say)."""
         if precision not in self.precisions:
             return f"{self.name} has no {precision.value.upper()} path here; " + _elsewhere(precision, self)
         if (why := self.unavailable()) is not None:
             return why
         if not have_gpu and (self.needs_gpu or precision in self.gpu_only):
-            return f"{self.name} {precision.value.upper()} runs on an NVIDIA GPU only, and there is none here"
+            return f"{self.name} {precision.value.upper()} runs on an NVIDIA GPU only: " + (no_gpu_why or "there is none here")
         return None
 
     def resolve_device(self, have_gpu: bool) -> str:
@@ -124,6 +125,19 @@ def _trt_runner(t: RunTarget) -> Runner:
 
 def _always() -> str | None:
     return None
+
+
+def _ov_runner(t: RunTarget) -> Runner:
+    from .runners.openvino import OvRunner, half_precision_hint
+
+    hint = half_precision_hint() if t.precision is Precision.FP16 else "f32"
+    return OvRunner(t.artifact, threads=t.threads, precision_hint=hint)
+
+
+def _ov_probe() -> str | None:
+    from .runners.openvino import openvino_missing
+
+    return openvino_missing()
 
 
 def _trt_probe() -> str | None:
@@ -193,6 +207,17 @@ RUNTIMES: tuple[Runtime, ...] = (
         True,
         _trt_runner,
         _trt_probe,
+    ),
+    Runtime(
+        "openvino",
+        "ov",
+        "OpenVINO, CPU plugin",  # FP16 row: the f16 or bf16 inference precision where the CPU has it, else f32
+        ArtifactKind.ONNX,
+        (Precision.FP32, Precision.FP16, Precision.INT8),
+        "cpu",
+        False,
+        _ov_runner,
+        _ov_probe,  # optional: pip install 'nin-export[openvino]'
     ),
 )
 
