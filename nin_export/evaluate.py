@@ -68,8 +68,8 @@ def artifact_meta(path: Path) -> tuple[ArtifactKind, ModelMeta]:
 
 def _logits(rt: Runtime, target: RunTarget, x: np.ndarray) -> np.ndarray:
     with rt.factory(target) as runner:
-        step = runner.profile_range(runner.input_names[0])[2][0] if hasattr(runner, "profile_range") else 32
-        return runner.infer_batches(x, step)
+        profile = runner.profile_range(runner.input_names[0])
+        return runner.infer_batches(x, profile[2][0] if profile is not None else 32)
 
 
 def evaluate(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import time
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -19,6 +19,7 @@ class Runner(abc.ABC):
     """
 
     name: str = "runner"
+    clock: str = "host"  # what time_infer measures: "host" (host to host) or "cuda-events" (GPU compute time)
 
     def __init__(self) -> None:
         self.is_active = False
@@ -46,11 +47,33 @@ class Runner(abc.ABC):
             raise RuntimeError(f"{self.name} must be activated before infer()")
         return self.infer_impl(feed)
 
-    def time_infer(self, feed: Mapping[str, np.ndarray]) -> float:
-        """Seconds for one inference, host to host. GPU runners override this with device events."""
+    def time_infer(self, feed: Mapping[str, np.ndarray]) -> float | None:
+        """Seconds for one inference, host to host. GPU runners override this with device events and keep
+        one iteration in flight: they return an earlier iteration's time, or None while none has completed."""
         start = time.perf_counter()
         self.infer(feed)
         return time.perf_counter() - start
+
+    # --- optional capabilities: a runner that has them overrides these; the defaults say "none" ---------
+
+    def drain_timing(self) -> list[float]:
+        """Wait for the iterations still in flight; their times in seconds (none for unpipelined runners)."""
+        return []
+
+    def reset_split(self) -> None:  # noqa: B027  (optional: only runners that keep splits reset them)
+        """Forget the per-iteration splits kept so far (after the warm-up)."""
+
+    def split(self) -> dict[str, Any] | None:
+        """H2D / compute / D2H / enqueue of every timed iteration, where the runner times on a GPU."""
+        return None
+
+    def throughput(self, feed: Mapping[str, np.ndarray], streams: int, seconds: float = 2.0) -> dict[str, Any] | None:
+        """Images per second over ``streams`` streams, where the runner can run several at once."""
+        return None
+
+    def profile_range(self, name: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
+        """(min, opt, max) shapes an engine accepts for input ``name``; None where any shape goes."""
+        return None
 
     @property
     @abc.abstractmethod

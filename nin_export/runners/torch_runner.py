@@ -58,8 +58,10 @@ class TorchRunner(Runner):
 
             self.stream = torch.cuda.Stream(self.device)
             self.timer = SplitTimer(torch, self.stream)
+            self.clock = "cuda-events"
             self._shape: tuple[int, ...] | None = None
             self._fed: int | None = None
+            self._graph_note: str | None = None
 
     @property
     def input_names(self) -> list[str]:
@@ -70,6 +72,7 @@ class TorchRunner(Runner):
         if self.device.type == "cuda":
             self._bind(feed[self.input_name], always_fill=True)
             self.timer.run(self._h2d, self._compute, self._d2h)
+            self.timer.drain()
             return {self.output_name: self._host_out.float().numpy().copy()}
         x = torch.from_numpy(np.ascontiguousarray(feed[self.input_name])).to(self.device, self.dtype)
         y = self.model(x)
@@ -80,6 +83,7 @@ class TorchRunner(Runner):
     def _bind(self, x: np.ndarray, always_fill: bool) -> None:
         shape = tuple(x.shape)
         if shape != self._shape:
+            self.timer.drain()  # iterations in flight still use the old buffers
             self._host_in = torch.empty(shape, dtype=self.dtype, pin_memory=True)
             self._dev_in = torch.empty(shape, dtype=self.dtype, device=self.device)
             self._graph = None
@@ -100,14 +104,26 @@ class TorchRunner(Runner):
             self._dev_out = self.model(self._dev_in)
             return
         if self._graph is None:
-            for _ in range(2):  # warm-up on this side stream before the capture, as torch.cuda.graphs asks
-                self.model(self._dev_in)
-            self.stream.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self.stream):
-                self._dev_out = self.model(self._dev_in)  # static output, rewritten by every replay
-            self._graph = graph
+            from .cuda_timing import capture_or_fallback
+
+            self._graph, self._graph_note = capture_or_fallback(self._capture)
+            if self._graph is None:
+                self._graph = False  # captured once, failed: plain enqueues from now on
+        if self._graph is False:
+            self._dev_out = self.model(self._dev_in)
+            return
         self._graph.replay()
+
+    def _capture(self) -> torch.cuda.CUDAGraph:
+        self.timer.drain()  # nothing of ours in flight during the capture
+        for _ in range(2):  # warm-up on this side stream before the capture, as torch.cuda.graphs asks
+            self.model(self._dev_in)
+        self.stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
+            out = self.model(self._dev_in)  # static output, rewritten by every replay
+        self._dev_out = out
+        return graph
 
     def _d2h(self) -> None:
         self._host_out.copy_(self._dev_out, non_blocking=True)
@@ -116,8 +132,14 @@ class TorchRunner(Runner):
         if self.device.type == "cuda":
             self.timer.reset()
 
+    def drain_timing(self) -> list[float]:
+        return self.timer.drain() if self.device.type == "cuda" else []
+
     def split(self) -> dict | None:
-        return dict(self.timer.split(), cuda_graph=self.cuda_graph) if self.device.type == "cuda" else None
+        if self.device.type != "cuda":
+            return None
+        graph = bool(self.cuda_graph and self._graph)
+        return dict(self.timer.split(), cuda_graph=graph, cuda_graph_note=self._graph_note)
 
     @torch.inference_mode()
     def throughput(self, feed: Mapping[str, np.ndarray], streams: int, seconds: float = 2.0) -> dict | None:
@@ -147,9 +169,9 @@ class TorchRunner(Runner):
         return {"gpu_peak_allocated_bytes": int(torch.cuda.max_memory_allocated(self.device))}
 
     @torch.inference_mode()
-    def time_infer(self, feed: Mapping[str, np.ndarray]) -> float:
+    def time_infer(self, feed: Mapping[str, np.ndarray]) -> float | None:
         """CPU: host to host. CUDA: the forward's GPU time between events on this runner's stream, H2D and
-        D2H timed beside it (``split()``)."""
+        D2H timed beside it (``split()``), two iterations in flight (an earlier one's time, or None)."""
         if self.device.type != "cuda":
             return super().time_infer(feed)
         self._bind(feed[self.input_name], always_fill=False)

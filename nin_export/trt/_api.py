@@ -61,6 +61,17 @@ class TrtModule:
         """Ahead-of-time compute-capability targets (TensorRT-RTX)."""
         return self.is_rtx and hasattr(self.trt, "ComputeCapability")
 
+    def target_missing(self, gpu: dict[str, Any] | None) -> str | None:
+        """Why this TensorRT cannot build for or run on ``gpu`` (None: it can, or there is no GPU to ask about).
+        Only TensorRT-RTX has a fixed target list (no Hopper, SM90); TensorRT 10/11 build for the GPU at hand."""
+        if gpu is None or not self.supports_aot_targets:
+            return None
+        cc = str(gpu["compute_capability"])
+        if hasattr(self.trt.ComputeCapability, "SM" + cc.replace(".", "")):
+            return None
+        hopper = ": Hopper is not a TensorRT-RTX target" if cc.startswith("9.") else ""
+        return f"{self.describe()} has no target for {gpu['name']} (compute capability {cc}){hopper}"
+
     def network_flags(self, strongly_typed: bool) -> int:
         flag = getattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
         if strongly_typed and flag is None:

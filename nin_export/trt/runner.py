@@ -58,6 +58,20 @@ def engine_validity(trtm: Any, runtime: Any, data: bytes) -> str | None:
     return ", ".join(names) or "no GPU to check it against"
 
 
+def runtime_config(trt: Any, engine: Any) -> tuple[Any, ...]:
+    """TensorRT-RTX: a runtime config that fits stream capture: its built-in CUDA graphs off (the runner
+    captures, as for TensorRT 10/11), shape-specialized kernels compiled eagerly (lazy specialization would
+    freeze fallback kernels into a captured graph). () for TensorRT 10/11, which have no runtime config."""
+    if not hasattr(engine, "create_runtime_config"):
+        return ()
+    rc = engine.create_runtime_config()
+    if hasattr(trt, "CudaGraphStrategy") and hasattr(rc, "cuda_graph_strategy"):
+        rc.cuda_graph_strategy = trt.CudaGraphStrategy.DISABLED
+    if hasattr(trt, "DynamicShapesKernelSpecializationStrategy") and hasattr(rc, "dynamic_shapes_kernel_specialization_strategy"):
+        rc.dynamic_shapes_kernel_specialization_strategy = trt.DynamicShapesKernelSpecializationStrategy.EAGER
+    return (rc,)
+
+
 class _IO:
     """One context's I/O, bound once for one set of input shapes: pinned host and device tensors per
     tensor, their addresses set on the context."""
@@ -100,6 +114,7 @@ def _from_numpy(x: np.ndarray):
 
 class TrtRunner(Runner):
     name = "tensorrt"
+    clock = "cuda-events"
 
     def __init__(self, engine: str | os.PathLike, profile: int = 0, cuda_graph: bool = False) -> None:
         super().__init__()
@@ -108,6 +123,7 @@ class TrtRunner(Runner):
         self.cuda_graph = cuda_graph
         self.sidecar: dict[str, Any] = {}
         self.notes: list[str] = []
+        self._graph_note: str | None = None
 
     def activate_impl(self) -> None:
         if not self.engine_path.is_file():
@@ -151,7 +167,7 @@ class TrtRunner(Runner):
         self._graph: Any = None
 
     def _context(self, stream: Any) -> Any:
-        ctx = self.engine.create_execution_context()
+        ctx = self.engine.create_execution_context(*runtime_config(self.trt, self.engine))
         if self.profile:
             ctx.set_optimization_profile_async(self.profile, stream.cuda_stream)
         return ctx
@@ -190,6 +206,7 @@ class TrtRunner(Runner):
         """Buffers for these input shapes (made once per shape), the pinned inputs filled when the data is new."""
         shapes = self._shapes(feed)
         if self._io is None or self._io.shapes != shapes:
+            self.timer.drain()  # iterations in flight still use the old buffers
             self._io, self._fed, self._graph = _IO(self, self.context, shapes), {}, None
         if always_fill or any(self._fed.get(n) != id(feed[n]) for n in self.inputs):
             self._io.fill(feed)
@@ -204,32 +221,57 @@ class TrtRunner(Runner):
         if not self.cuda_graph:
             self._execute(self.context, self.stream)
             return
-        if self._graph is None:  # TensorRT wants one enqueue after a shape change before a capture
-            torch = self.torch
+        if self._graph is None:
+            from ..runners.cuda_timing import capture_or_fallback
+
+            graph, self._graph_note = capture_or_fallback(self._capture, self._capturable)
+            self._graph = graph if graph is not None else False  # False: refused once, plain enqueues from now on
+        if self._graph is False:
             self._execute(self.context, self.stream)
-            self.stream.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self.stream):
-                self._execute(self.context, self.stream)
-            self._graph = graph
+            return
         self._graph.replay()
+
+    def _capturable(self) -> str | None:
+        """Why TensorRT says this context cannot be captured on its stream (None: it can, or it cannot tell)."""
+        check = getattr(self.context, "is_stream_capturable", None)
+        if check is not None and not check(self.stream.cuda_stream):
+            return (
+                "TensorRT says this execution context cannot be captured on its stream (an engine built without "
+                "REQUIRE_USER_ALLOCATION, or one with data-dependent shapes); plain enqueue used"
+            )
+        return None
+
+    def _capture(self) -> Any:
+        """One plain enqueue after a shape change (TensorRT's rule), then a thread-local capture, as trtexec."""
+        torch = self.torch
+        self.timer.drain()
+        self._execute(self.context, self.stream)
+        self.stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
+            self._execute(self.context, self.stream)
+        return graph
 
     def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         io = self._bind(feed, always_fill=True)
         self.timer.run(io.h2d, self._compute, io.d2h)
+        self.timer.drain()
         return {n: t.float().numpy().copy() for n, t in io.host_out.items()}
 
-    def time_infer(self, feed: Mapping[str, np.ndarray]) -> float:
-        """GPU compute time of one iteration (trtexec's GPU Compute Time); H2D, D2H and the host end-to-end
-        time of every iteration are in ``split()``."""
+    def time_infer(self, feed: Mapping[str, np.ndarray]) -> float | None:
+        """GPU compute time of an iteration (trtexec's GPU Compute Time), two in flight: the time of the one that
+        completed, or None; H2D, D2H and enqueue time of every iteration are in ``split()``."""
         io = self._bind(feed, always_fill=False)
         return self.timer.run(io.h2d, self._compute, io.d2h)
+
+    def drain_timing(self) -> list[float]:
+        return self.timer.drain()
 
     def reset_split(self) -> None:
         self.timer.reset()
 
     def split(self) -> dict[str, Any]:
-        return dict(self.timer.split(), cuda_graph=self.cuda_graph)
+        return dict(self.timer.split(), cuda_graph=bool(self.cuda_graph and self._graph), cuda_graph_note=self._graph_note)
 
     def throughput(self, feed: Mapping[str, np.ndarray], streams: int, seconds: float = 2.0) -> dict[str, Any]:
         """Images per second with ``streams`` execution contexts, each with its own stream and buffers."""
