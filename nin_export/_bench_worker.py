@@ -21,14 +21,16 @@ from .power import (
     NvmlSampler,
     PowerSampler,
     TegrastatsSampler,
+    energy_figures,
     find_power_source,
     nvmap_process_bytes,
     sources_for,
 )
+from .runners.base import Runner
 from .runtimes import RunTarget, get_runtime
 from .timing import TimingOptions, measure
 
-__all__ = ["BenchJob", "run_job"]
+__all__ = ["BenchJob", "run_job", "crosscheck_job"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class BenchJob:
     reference_inputs: str | None = None  # .npy of held-out inputs whose outputs are returned
     jetson: bool = False  # unified memory: record the system-wide delta too
     power: str = "auto"  # a power source of power.SOURCES, "auto" (the first this machine has) or "none"
-    idle_s: float = 1.0  # idle power is sampled this long before each batch
+    idle_watts: float | None = None  # measured once by the parent before any work (net energy); None: unknown
     streams: int = 1  # GPU runners: above 1, also throughput over this many streams (trtexec's --infStreams)
 
 
@@ -83,41 +85,17 @@ def _sampler(job: BenchJob) -> tuple[PowerSampler | None, str]:
     return find_power_source(sources_for(job.target.device) if job.power == "auto" else [job.power])
 
 
-def _energy(sampler: PowerSampler, idle_w: float | None, images_per_s: float) -> dict[str, Any]:
-    """Energy per image from the mean power over the timed window (warm-up included: steady state) and the
-    throughput: gross, and net of the idle power measured just before."""
-    s = sampler.summary()
-    w = s["mean_watts"]
-    if w is None or not images_per_s:
-        return {"source": s["source"], "reason": "no power sample in the window: raise --min-ms"}
-    net = None if idle_w is None else (w - idle_w) / images_per_s * 1000
-    return {
-        "source": s["source"],
-        "method": s["method"],
-        "samples": s["samples"],
-        "idle_watts": idle_w,
-        "mean_watts": w,
-        "mj_per_image": w / images_per_s * 1000,
-        "mj_per_image_net": net,
-        "images_per_joule": images_per_s / w,
-    }
-
-
-def _measure_with_power(runner: Any, feed: dict[str, np.ndarray], job: BenchJob, sampler: PowerSampler | None, why: str):
+def _measure_with_power(runner: Runner, feed: dict[str, np.ndarray], job: BenchJob, sampler: PowerSampler | None, why: str):
+    """Latency, and energy per image over the timed loop's wall time (the sampler runs just around it)."""
     if sampler is None:
         return measure(runner, feed, job.timing), {"source": None, "reason": why}
-    sampler.start()
-    time.sleep(job.idle_s)
-    idle_w = sampler.stop().mean_watts
-    sampler.start()
-    try:
-        st = measure(runner, feed, job.timing)
-    finally:
-        sampler.stop()
-    return st, _energy(sampler, idle_w, st.images_per_s)
+    st = measure(runner, feed, job.timing, window=sampler)
+    summary = sampler.summary()
+    energy = energy_figures(sampler.joules, sampler.seconds, st.iterations * st.batch, job.idle_watts)
+    return st, {"source": summary["source"], "method": summary["method"], "samples": summary["samples"], **energy}
 
 
-def _time_batches(runner: Any, job: BenchJob, power: tuple[PowerSampler | None, str]) -> dict[int, dict[str, Any]]:
+def _time_batches(runner: Runner, job: BenchJob, power: tuple[PowerSampler | None, str]) -> dict[int, dict[str, Any]]:
     name = runner.input_names[0]
     out: dict[int, dict[str, Any]] = {}
     for b in job.batches:
@@ -125,11 +103,11 @@ def _time_batches(runner: Any, job: BenchJob, power: tuple[PowerSampler | None, 
         try:
             st, energy = _measure_with_power(runner, {name: x}, job, *power)
             row: dict[str, Any] = {"latency_ms": st.to_dict(), "energy": energy}
-            split = runner.split() if hasattr(runner, "split") else None
-            if split is not None:  # H2D / compute / D2H and end-to-end of every timed iteration
+            split = runner.split()
+            if split is not None:  # H2D / compute / D2H and enqueue of every timed iteration, trtexec's warnings
                 row["gpu_split"] = split
-            if job.streams > 1 and hasattr(runner, "throughput"):
-                row["multi_stream"] = runner.throughput({name: x}, job.streams)
+            if job.streams > 1 and (ms := runner.throughput({name: x}, job.streams)) is not None:
+                row["multi_stream"] = ms
             out[b] = row
         except Exception as e:  # noqa: BLE001  (a batch the runtime refuses fails its row only)
             out[b] = {"error": f"{type(e).__name__}: {first_line(e)}"}
@@ -141,7 +119,7 @@ def _device_memory_seen(sampler: PowerSampler | None) -> dict[str, Any]:
     included, which torch's allocator counters miss), tegrastats' RAM in use (unified memory on Jetson)."""
     out: dict[str, Any] = {}
     if isinstance(sampler, NvmlSampler):
-        out["nvml_process_bytes"] = sampler.process_memory_bytes()
+        out.update(sampler.memory_seen())
     if isinstance(sampler, TegrastatsSampler) and sampler.ram_used_mb:
         out["tegrastats_ram_used_mb_max"] = max(sampler.ram_used_mb)
     if isinstance(sampler, (TegrastatsSampler, Ina3221Sampler)) and (nvmap := nvmap_process_bytes()) is not None:
@@ -149,7 +127,7 @@ def _device_memory_seen(sampler: PowerSampler | None) -> dict[str, Any]:
     return out
 
 
-def _reference_outputs(runner: Any, job: BenchJob) -> np.ndarray:
+def _reference_outputs(runner: Runner, job: BenchJob) -> np.ndarray:
     xs = np.load(job.reference_inputs)  # type: ignore[arg-type]
     return runner.infer_batches(xs, max(1, min(32, max(job.batches)))).astype(np.float32)
 
@@ -178,3 +156,18 @@ def run_job(job: BenchJob) -> dict[str, Any]:
         out["memory"]["system_used_delta_bytes"] = sys_loaded - sys_before  # unified memory: what the job took
     out["finished"] = time.time()
     return out
+
+
+def crosscheck_job(engine: str) -> dict[str, Any]:
+    """The engine through Polygraphy's TrtRunner and ours (trt/crosscheck.py), in this process: passed,
+    failed or skipped, with the figures or the reason."""
+    from .errors import BackendUnavailableError
+    from .trt.crosscheck import polygraphy_crosscheck
+
+    try:
+        c = polygraphy_crosscheck(engine)
+    except BackendUnavailableError as e:
+        return {"status": "skipped", "reason": first_line(e)}
+    except Exception as e:  # noqa: BLE001  (the cross-check's failure is its result)
+        return {"status": "failed", "reason": f"{type(e).__name__}: {first_line(e)}"}
+    return dict(c, status="passed" if c["passed"] else "failed")

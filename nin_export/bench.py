@@ -14,10 +14,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ._bench_worker import BenchJob, run_job
+from ._bench_worker import BenchJob, crosscheck_job, run_job
 from ._io import atomic_path, check_outputs, ensure_dir, write_json
 from .data import Preprocess, open_source
-from .defaults import DEFAULT_BATCHES, DEFAULT_DATA
+from .defaults import DEFAULT_BATCHES, DEFAULT_DATA, DEFAULT_IDLE_S, DEFAULT_IDLE_SETTLE_S
 from .enums import Int8Target, Precision
 from .envinfo import environment
 from .errors import NinExportError, first_line
@@ -58,9 +58,11 @@ class BenchConfig:
     # (by the pipeline), used as they are instead of being made again
     artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
     power: str = "auto"  # power source for energy per image: auto, none, or one of power.SOURCES
-    idle_s: float = 1.0  # idle power sampled this long before each row's batch
+    idle_s: float = DEFAULT_IDLE_S  # idle power: sampled this long, once, before any work (0: not measured)
+    idle_settle_s: float = DEFAULT_IDLE_SETTLE_S  # ... after this long with nothing running
     cuda_graph: bool = False  # TensorRT and PyTorch CUDA rows: replay the compute from a CUDA graph
     streams: int = 1  # GPU rows: above 1, also throughput over this many streams
+    verify_trt: bool = False  # run each engine through Polygraphy's TrtRunner and ours: outputs and medians compared
 
     def pair(self) -> list[tuple[str, str]]:
         baseline = self.baseline or get_spec(self.model).twin
@@ -87,8 +89,10 @@ class BenchConfig:
             "model_kwargs": self.model_kwargs,
             "power": self.power,
             "idle_s": self.idle_s,
+            "idle_settle_s": self.idle_settle_s,
             "cuda_graph": self.cuda_graph,
             "streams": self.streams,
+            "verify_trt": self.verify_trt,
         }
 
 
@@ -138,6 +142,8 @@ def _model_info(cfg: BenchConfig, name: str, d: Path) -> _Prepared:
 def _graphs(cfg: BenchConfig, name: str, d: Path, work: Path, prep: _Prepared, say: Callable[[str], None]) -> None:
     """The FP32 ONNX and, where a row needs them, its FP16 and INT8 graphs."""
     given = {k: Path(v) for k, v in cfg.artifacts.get(name, {}).items()}
+    if not any(r.artifact is not ArtifactKind.CHECKPOINT and r.unavailable() is None for r in cfg.rows()):
+        return  # only PyTorch rows can run here: no graph to make (a 300 MB FC twin exports in seconds, not free)
     if "onnx-fp32" not in given:
         say(f"{name}: exporting ONNX")
     fp32 = given.get("onnx-fp32") or export_model(prep.model, d, weights=cfg.weights.get(name)).final_path
@@ -271,10 +277,11 @@ class _Run:
         self.work = ensure_dir(self.out / "artifacts")
         self.path = self.out / "results.json"
         self.env = environment()
-        self.gpu = bool(self.env.get("gpu"))
+        self.gpu, self.no_gpu_why = _usable_gpu(self.env)
         self.results = new_results(self.env, cfg.to_dict())
         self.total = len(cfg.pair()) * len(cfg.rows()) * len(cfg.precisions) * len(cfg.batches)
         self.done = 0
+        self.idle: dict[str, Any] = {}  # device -> idle power figures, measured once before any work
 
     def say(self, msg: str) -> None:
         self.progress(msg, self.done, self.total)
@@ -351,7 +358,7 @@ def _measure_model(run: _Run, name: str, prep: _Prepared, reference: tuple | Non
             if should_stop is not None and should_stop():
                 raise KeyboardInterrupt
             artifact, problem = prep.artifact(rt, prec)
-            if problem is None and (why := rt.skip_reason(prec, run.gpu)) is not None:
+            if problem is None and (why := rt.skip_reason(prec, run.gpu, run.no_gpu_why)) is not None:
                 problem = ("skipped", why)
             if problem is None and artifact is None:
                 problem = ("skipped", f"no {prec.value} {rt.artifact.value} was made")
@@ -363,27 +370,29 @@ def _measure_model(run: _Run, name: str, prep: _Prepared, reference: tuple | Non
                 continue
             device = rt.resolve_device(run.gpu)
             run.say(f"{name} / {rt.name} / {prec.value}")
-            job = BenchJob(
-                rt.name,
-                RunTarget(
-                    artifact,
-                    prec,
-                    name,
-                    run.cfg.model_kwargs.get(name, {}),
-                    device,
-                    run.cfg.threads,
-                    run.cfg.cuda_graph,  # type: ignore[arg-type]
-                ),
-                tuple(run.cfg.batches),
-                tuple(prep.info["input_shape"]),
-                run.cfg.timing,  # type: ignore[arg-type]
-                os.fspath(ref_path) if ref_path is not None else None,
-                bool(run.env.get("jetson")),
-                run.cfg.power,
-                run.cfg.idle_s,
-                run.cfg.streams,
+            target = RunTarget(
+                artifact=artifact,
+                precision=prec,
+                model=name,
+                model_kwargs=run.cfg.model_kwargs.get(name, {}),
+                device=device,
+                threads=run.cfg.threads,
+                cuda_graph=run.cfg.cuda_graph,
             )
-            res = _spawn(job)
+            shape = prep.info["input_shape"]
+            job = BenchJob(
+                runtime=rt.name,
+                target=target,
+                batches=tuple(run.cfg.batches),
+                input_shape=(shape[0], shape[1], shape[2]),
+                timing=run.cfg.timing,
+                reference_inputs=os.fspath(ref_path) if ref_path is not None else None,
+                jetson=bool(run.env.get("jetson")),
+                power=run.cfg.power,
+                idle_watts=(run.idle.get(device) or {}).get("watts"),
+                streams=run.cfg.streams,
+            )
+            res = _spawn(run_job, job)
             if res["error"]:
                 run.add_rows(name, rt, prec, "failed", res["error"], artifact=artifact, device=device)
             else:
@@ -397,10 +406,46 @@ def _check_gpu_and_power(cfg: BenchConfig) -> None:
 
     if cfg.power not in ("auto", "none", *SOURCES):
         raise NinExportError(f"power source '{cfg.power}' is not one of auto, none, {', '.join(SOURCES)}")
-    if not 0 <= cfg.idle_s <= 60:
-        raise NinExportError(f"idle power is sampled for 0..60 s, got {cfg.idle_s:g}")
+    if not (cfg.idle_s == 0 or 1 <= cfg.idle_s <= 60) or not 0 <= cfg.idle_settle_s <= 60:
+        raise NinExportError(
+            f"idle power is sampled for 1..60 s (0: not measured) after 0..60 s of settling, got --idle-s "
+            f"{cfg.idle_s:g} and a settling time of {cfg.idle_settle_s:g} s"
+        )
     if not 1 <= cfg.streams <= 64:
         raise NinExportError(f"--streams must be in 1..64, got {cfg.streams}")
+
+
+def _usable_gpu(env: dict[str, Any]) -> tuple[bool, str | None]:
+    """Whether the GPU rows can run: torch must see CUDA (every GPU runner's buffers and events are torch's).
+    nvidia-smi alone is not enough; then the reason says what is missing."""
+    gpu = env.get("gpu") or {}
+    if gpu.get("compute_capability"):
+        return True, None
+    if gpu.get("name"):
+        return (
+            False,
+            f"nvidia-smi sees {gpu['name']}, but torch {torch.__version__} here has no CUDA: install a CUDA build of torch",
+        )
+    return False, None
+
+
+def _idle_power(run: _Run) -> dict[str, Any]:
+    """Idle power once, before any work, for each device the rows run on: after the settling time with
+    nothing running, over ``idle_s``; {device: figures, or the reason there are none}."""
+    from .power import find_power_source, measure_idle, sources_for
+
+    cfg = run.cfg
+    if cfg.power == "none" or cfg.idle_s == 0:
+        return {}
+    out: dict[str, Any] = {}
+    for device in sorted({rt.resolve_device(run.gpu) for rt in cfg.rows()}):
+        sampler, what = find_power_source(sources_for(device) if cfg.power == "auto" else [cfg.power])
+        if sampler is None:
+            out[device] = {"reason": what}
+            continue
+        run.say(f"idle power on {device}: {cfg.idle_settle_s:g} s settling, then {cfg.idle_s:g} s of {what}")
+        out[device] = measure_idle(sampler, cfg.idle_s, cfg.idle_settle_s)
+    return out
 
 
 def run_bench(
@@ -423,6 +468,8 @@ def run_bench(
         raise NinExportError("the evaluation and calibration counts must be positive")
     check_outputs([Path(cfg.out_dir) / "results.json"], list(cfg.weights.values()))
     run = _Run(cfg, progress)
+    run.idle = run.results["idle_power"] = _idle_power(run)
+    run.save()
     for name, role in cfg.pair():
         run.say(f"{name}: preparing")
         d = ensure_dir(run.work / name)
@@ -438,13 +485,29 @@ def run_bench(
                 ref_info["fp32_torch_accuracy"] = float((reference[2].argmax(1) == reference[1]).mean())
             run.results["models"][name]["reference"] = ref_info
         run.save()
+        if cfg.verify_trt:
+            _verify_engines(run, name, prep)
         _measure_model(run, name, prep, reference, should_stop)
     run.results["complete"] = True
     run.save()
     return dict(run.results, path=os.fspath(run.path))
 
 
-def _spawn(job: BenchJob) -> dict[str, Any]:
+def _spawn(fn: Callable[[Any], dict[str, Any]], arg: Any) -> dict[str, Any]:
     """Run one job in a fresh process (spawn: nothing inherited, so its peak RSS is its own)."""
     with ProcessPoolExecutor(max_workers=1, mp_context=_mp.get_context("spawn")) as pool:
-        return pool.submit(run_job, job).result()
+        return pool.submit(fn, arg).result()
+
+
+def _verify_engines(run: _Run, name: str, prep: _Prepared) -> None:
+    """--verify-trt: each engine through Polygraphy's TrtRunner and nin-export's, in a fresh process."""
+    out: dict[str, Any] = {}
+    for (kind, prec), path in prep.files.items():
+        if kind is not ArtifactKind.ENGINE:
+            continue
+        if not run.gpu:
+            out[prec.value] = {"status": "skipped", "reason": run.no_gpu_why or "no CUDA GPU here: the cross-check runs the engine"}
+            continue
+        run.say(f"{name}: the {prec.value} engine through Polygraphy and nin-export")
+        out[prec.value] = _spawn(crosscheck_job, os.fspath(path))
+    run.results["models"][name]["trt_crosscheck"] = out

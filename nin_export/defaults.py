@@ -9,7 +9,7 @@ __all__ = [
     "DEFAULT_MODEL", "DEFAULT_FC_WIDTH", "DEFAULT_DATA", "DEFAULT_BATCHES", "DYNAMO_OPSET", "TORCHSCRIPT_OPSET",
     "MIN_CALIB_IMAGES", "RECOMMENDED_CALIB_IMAGES", "DEFAULT_CALIB_COUNT", "DEFAULT_EVAL_COUNT", "DEFAULT_CACHE_DIR",
     "DEFAULT_AGREEMENT_FLOOR", "DEFAULT_EPOCHS", "DEFAULT_BATCH_SIZE", "DEFAULT_PATIENCE", "DEFAULT_LR", "HEAD_BIAS",
-    "DEFAULT_BATCH_PROFILE", "DEFAULT_RTX_TARGETS", "DEFAULT_WORKSPACE_MIB",
+    "DEFAULT_BATCH_PROFILE", "DEFAULT_RTX_TARGETS", "DEFAULT_WORKSPACE_MIB", "DEFAULT_IDLE_S", "DEFAULT_IDLE_SETTLE_S",
 ]  # fmt: skip
 
 # models
@@ -21,6 +21,11 @@ DEFAULT_DATA = "digits"  # the built-in source every command uses when none is g
 
 # bench
 DEFAULT_BATCHES = (1, 8, 32)
+# Idle power is measured once, before any work: DEFAULT_IDLE_SETTLE_S with nothing running (GPU clocks come
+# down after earlier work), then DEFAULT_IDLE_S of samples (longer than a second, so that a 10 Hz tegrastats
+# or a 20 Hz NVML poll gives tens of samples)
+DEFAULT_IDLE_S = 2.0
+DEFAULT_IDLE_SETTLE_S = 3.0
 
 # export
 DYNAMO_OPSET = 18  # what torch.onnx's dynamo exporter writes natively; older opsets need its version converter

@@ -23,6 +23,7 @@ from ._io import check_outputs, ensure_dir, read_json, sha256_file, write_json
 from .bench import BenchConfig, run_bench
 from .config import load_settings
 from .data import DEFAULT_DATA
+from .defaults import DEFAULT_IDLE_S
 from .enums import CalibMethod, Precision, Quantizer
 from .errors import NinExportError
 from .evaluate import evaluate
@@ -89,6 +90,7 @@ class BenchSection:
     min_iters: int = 10
     warmup_ms: float = 200.0
     power: str = "auto"  # energy per image: auto, none, ina3221, tegrastats, nvml or rapl
+    idle_s: float = DEFAULT_IDLE_S  # idle power, sampled once before any work (0: not measured)
     cuda_graph: bool = False  # GPU rows: replay the compute from a CUDA graph
     streams: int = 1  # GPU rows: above 1, also throughput over this many streams
 
@@ -318,6 +320,7 @@ def _bench_and_report(
         eval_count=cfg.eval_limit or 200,
         model_kwargs=cfg.model_kwargs,
         power=b.power,
+        idle_s=b.idle_s,
         cuda_graph=b.cuda_graph,
         streams=b.streams,
     )

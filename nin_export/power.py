@@ -41,10 +41,14 @@ __all__ = [
     "power_sources",
     "nvmap_process_bytes",
     "sources_for",
+    "match_nvml_device",
+    "torch_gpu_identity",
+    "measure_idle",
+    "energy_figures",
 ]
 
 BOARD_RAILS = ("VDD_IN", "POM_5V_IN", "5V_IN")  # the whole module's input, where a board has one
-SKIP_LABELS = ("sum of shunt voltages",)
+SKIP_LABELS = ("sum of shunt voltages", "nc")  # not rails: the shunt sum, and channels wired to nothing (jtop skips "NC")
 
 
 @dataclass
@@ -70,6 +74,11 @@ class PowerSampler:
 
     def describe(self) -> str:
         return self.name
+
+    @property
+    def sample_interval_s(self) -> float | None:
+        """Seconds between samples (None for a pure energy counter)."""
+        return self.interval_s
 
     def read(self) -> PowerSample:  # pragma: no cover - each polling source defines it
         raise NotImplementedError
@@ -147,6 +156,8 @@ def find_ina3221_rails(root: str | os.PathLike = "/sys/bus/i2c/drivers") -> dict
         for label_file in sorted(dev.glob("rail_name_*")):
             c = label_file.name.rsplit("_", 1)[1]
             label = label_file.read_text().strip()
+            if label.lower() in SKIP_LABELS:
+                continue
             power = dev / f"in_power{c}_input"
             if power.exists():
                 rails[label] = lambda p=power: _read_int(p) / 1000.0
@@ -172,20 +183,33 @@ def _total(rails: dict[str, float]) -> float:
 
 
 class Ina3221Sampler(PowerSampler):
+    """Every INA3221 rail. A rail that fails to read is dropped from then on (and named in ``dropped``);
+    the others go on, so one bad channel does not cost every sample."""
+
     name = "ina3221"
 
     def __init__(self, root: str | os.PathLike = "/sys/bus/i2c/drivers") -> None:
         super().__init__()
         self.rails = find_ina3221_rails(root)
+        self.dropped: dict[str, str] = {}
         if not self.rails:
             raise PowerSourceUnavailable(f"no INA3221 rails under {root}")
 
     def describe(self) -> str:
         board = next((r for r in BOARD_RAILS if r in self.rails), None)
-        return f"INA3221 sysfs ({board or ' + '.join(self.rails)})"
+        dropped = f"; unreadable, left out: {', '.join(self.dropped)}" if self.dropped else ""
+        return f"INA3221 sysfs ({board or ' + '.join(self.rails)}{dropped})"
 
     def read(self) -> PowerSample:
-        rails = {k: f() for k, f in self.rails.items()}
+        rails = {}
+        for k, f in list(self.rails.items()):
+            try:
+                rails[k] = f()
+            except (OSError, ValueError) as e:
+                self.dropped[k] = f"{type(e).__name__}: {e}"
+                del self.rails[k]
+        if not rails:
+            raise OSError("no INA3221 rail could be read")
         return PowerSample(time.perf_counter(), _total(rails), rails)
 
 
@@ -193,7 +217,7 @@ class Ina3221Sampler(PowerSampler):
 
 _RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d+)(mW)?/(\d+)(mW)?")
 _RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")
-_NOT_RAILS = {"RAM", "SWAP", "IRAM", "EMC_FREQ", "GR3D_FREQ"}
+_NOT_RAILS = {"RAM", "SWAP", "IRAM", "EMC_FREQ", "GR3D_FREQ", "NC"}
 
 
 def parse_tegrastats(line: str) -> dict[str, Any]:
@@ -212,6 +236,7 @@ class TegrastatsSampler(PowerSampler):
     """``tegrastats --interval MS`` in a subprocess; each line is a sample."""
 
     name = "tegrastats"
+    STARTUP_S = 5.0
 
     def __init__(self, exe: str | None = None, interval_ms: int = 100) -> None:
         super().__init__()
@@ -230,18 +255,23 @@ class TegrastatsSampler(PowerSampler):
             parsed = parse_tegrastats(line)
             if parsed["rails"]:
                 self.samples.append(PowerSample(time.perf_counter(), _total(parsed["rails"]), parsed["rails"]))
+                self._first.set()
             if "ram_used_mb" in parsed:
                 self.ram_used_mb.append(parsed["ram_used_mb"])
 
     def start(self) -> "TegrastatsSampler":
+        """Start tegrastats and wait (up to ``STARTUP_S``) for its first line, so that the window starts with
+        a sample: a short timed loop would otherwise end before the subprocess has printed anything."""
         self.samples, self.ram_used_mb = [], []
         self._stop.clear()
+        self._first = threading.Event()
         self._proc = subprocess.Popen(
             [self.exe, "--interval", str(self.interval_ms)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
-        self._t0 = time.perf_counter()
         self._thread = threading.Thread(target=self._poll, name="nin-export-tegrastats", daemon=True)
         self._thread.start()
+        self._first.wait(self.STARTUP_S)
+        self._t0 = time.perf_counter()
         return self
 
     def stop(self) -> "TegrastatsSampler":
@@ -257,6 +287,10 @@ class TegrastatsSampler(PowerSampler):
             self._thread.join(timeout=5)
         return self
 
+    @property
+    def sample_interval_s(self) -> float | None:
+        return self.interval_ms / 1000.0
+
     def summary(self) -> dict[str, Any]:
         s = super().summary()
         if self.ram_used_mb:
@@ -267,30 +301,94 @@ class TegrastatsSampler(PowerSampler):
 # --- desktop GPUs: NVML ---------------------------------------------------------------------------
 
 
+def _norm_uuid(u: str | bytes | None) -> str | None:
+    if u is None:
+        return None
+    u = (u.decode() if isinstance(u, bytes) else str(u)).strip().lower()
+    return u[4:] if u.startswith("gpu-") else u
+
+
+def _norm_pci(bus_id: str | bytes | None) -> tuple[int, ...] | None:
+    """'00000000:3B:00.0' or '0000:3b:00.0' as (domain, bus, device, function)."""
+    if not bus_id:
+        return None
+    text = bus_id.decode() if isinstance(bus_id, bytes) else str(bus_id)
+    m = re.fullmatch(r"\s*([0-9a-fA-F]+):([0-9a-fA-F]+):([0-9a-fA-F]+)\.([0-7])\s*", text.rstrip("\x00"))
+    return tuple(int(g, 16) for g in m.groups()) if m else None
+
+
+def match_nvml_device(uuid: str | None, pci_bus_id: str | None, nvml_devices: list[tuple[str, str]]) -> int | None:
+    """The index among NVML's devices ((uuid, PCI bus id) each) of the GPU that torch calls ``uuid`` (or, failing
+    that, that sits at ``pci_bus_id``); None when neither matches. NVML ignores CUDA_VISIBLE_DEVICES, so
+    NVML's index 0 is not torch's cuda:0 on a multi-GPU host."""
+    want = _norm_uuid(uuid)
+    for i, (u, _) in enumerate(nvml_devices):
+        if want and _norm_uuid(u) == want:
+            return i
+    pci = _norm_pci(pci_bus_id)
+    for i, (_, b) in enumerate(nvml_devices):
+        if pci and _norm_pci(b) == pci:
+            return i
+    return None
+
+
+def torch_gpu_identity(device: int | None = None) -> tuple[str | None, str | None]:
+    """(UUID, PCI bus id) of torch's CUDA device (the current one by default); (None, None) without CUDA."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None, None
+        p = torch.cuda.get_device_properties(torch.cuda.current_device() if device is None else device)
+    except Exception:  # noqa: BLE001  (a broken CUDA install: no identity, the caller says so)
+        return None, None
+    uuid = str(p.uuid) if getattr(p, "uuid", None) is not None else None
+    parts = [getattr(p, f"pci_{k}_id", None) for k in ("domain", "bus", "device")]
+    pci = f"{parts[0]:08x}:{parts[1]:02x}:{parts[2]:02x}.0" if all(isinstance(x, int) for x in parts) else None
+    return uuid, pci
+
+
 class NvmlSampler(PowerSampler):
-    """NVML's total-energy counter (mJ, Volta and newer) where it exists, else power samples (mW)."""
+    """NVML's total-energy counter (mJ, Volta and newer) where it exists, else power samples (mW), on the GPU
+    torch runs on (matched by UUID, then PCI bus id)."""
 
     name = "nvml"
 
-    def __init__(self, index: int = 0) -> None:
+    def __init__(self, device: int | None = None) -> None:
         super().__init__()
         try:
             import pynvml  # nvidia-ml-py
         except ImportError:
-            raise PowerSourceUnavailable("nvidia-ml-py is not installed (pip install nvidia-ml-py)") from None
+            raise PowerSourceUnavailable("nvidia-ml-py is not installed (pip install 'nin-export[nvml]')") from None
+        self.nvml = pynvml
         try:
             pynvml.nvmlInit()
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            self.handle, self.matched_by = self._handle(device)
             self.gpu = pynvml.nvmlDeviceGetName(self.handle)
+            self.used_at_start = int(pynvml.nvmlDeviceGetMemoryInfo(self.handle).used)
         except pynvml.NVMLError as e:
             raise PowerSourceUnavailable(f"NVML: {e}") from None
-        self.nvml = pynvml
         try:
             pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
             self.counter = True
         except pynvml.NVMLError:
             self.counter = False
         self._e0 = 0
+
+    def _handle(self, device: int | None) -> tuple[Any, str]:
+        nv = self.nvml
+        handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(nv.nvmlDeviceGetCount())]
+        ids = [(nv.nvmlDeviceGetUUID(h), nv.nvmlDeviceGetPciInfo(h).busId) for h in handles]
+        uuid, pci = torch_gpu_identity(device)
+        i = match_nvml_device(uuid, pci, ids)
+        if i is not None:
+            return handles[i], "uuid" if _norm_uuid(ids[i][0]) == _norm_uuid(uuid) else "pci bus id"
+        if len(handles) == 1:
+            return handles[0], "the only GPU NVML sees"
+        raise PowerSourceUnavailable(
+            f"NVML sees {len(handles)} GPUs and none matches torch's CUDA device (uuid {uuid}, PCI {pci}): "
+            f"cannot tell which one to measure"
+        )
 
     def describe(self) -> str:
         gpu = self.gpu.decode() if isinstance(self.gpu, bytes) else self.gpu
@@ -311,7 +409,8 @@ class NvmlSampler(PowerSampler):
         return self
 
     def process_memory_bytes(self, pid: int | None = None) -> int | None:
-        """What NVML counts for ``pid`` on this GPU (TensorRT's weights and workspace included)."""
+        """What NVML counts for ``pid`` on this GPU (TensorRT's weights and workspace included); None where
+        NVML lists no such process (in a container the driver reports host PIDs)."""
         pid = os.getpid() if pid is None else pid
         try:
             procs = self.nvml.nvmlDeviceGetComputeRunningProcesses(self.handle)
@@ -320,33 +419,64 @@ class NvmlSampler(PowerSampler):
         used = [p.usedGpuMemory for p in procs if p.pid == pid and p.usedGpuMemory is not None]
         return sum(used) if used else None
 
+    def memory_seen(self) -> dict[str, Any]:
+        """The process's GPU memory: NVML's per-process figure, or where that is empty (containers) the
+        device's used-memory delta since this sampler was made, with which one it is."""
+        own = self.process_memory_bytes()
+        if own is not None:
+            return {"nvml_process_bytes": own, "nvml_memory_method": "per-process (NVML compute processes)"}
+        try:
+            used = int(self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used)
+        except self.nvml.NVMLError:
+            return {}
+        return {
+            "nvml_device_used_delta_bytes": used - self.used_at_start,
+            "nvml_memory_method": "device used-memory delta since the job started (NVML lists no process with this "
+            "PID: a container, whose PIDs the driver does not see; other processes on the GPU count too)",
+        }
+
 
 # --- x86 CPUs: RAPL -------------------------------------------------------------------------------
 
 
+def _zone_name(d: Path) -> str:
+    try:
+        return (d / "name").read_text().strip()
+    except OSError:
+        return d.name
+
+
 class RaplSampler(PowerSampler):
-    """Linux powercap RAPL package domains (energy_uj counters, wrap-around handled)."""
+    """Linux powercap RAPL package domains (energy_uj counters, wrap-around handled). The ``psys`` (platform)
+    zone, where there is one, contains the packages: it is left out, so nothing is counted twice; it is
+    used alone only where it is the one readable zone."""
 
     name = "rapl"
 
     def __init__(self, root: str | os.PathLike = "/sys/class/powercap") -> None:
         super().__init__()
-        self.domains = []
+        found = []
         for d in sorted(Path(root).glob("intel-rapl:*")):
-            if d.name.count(":") != 1:  # package domains only; sub-zones (core, uncore, dram) are inside them
+            if d.name.count(":") != 1:  # top-level zones only; sub-zones (core, uncore, dram) are inside them
                 continue
             try:
                 _read_int(d / "energy_uj")
-                self.domains.append((d, _read_int(d / "max_energy_range_uj")))
+                found.append((d, _read_int(d / "max_energy_range_uj")))
             except (OSError, ValueError):
                 continue
+        packages = [z for z in found if _zone_name(z[0]) != "psys"]
+        self.domains = packages or found
         if not self.domains:
             readable = "" if not any(Path(root).glob("intel-rapl:*")) else " (energy_uj is root-only since Linux 5.10)"
             raise PowerSourceUnavailable(f"no readable RAPL domain under {root}{readable}")
         self._e0: list[int] = []
 
+    @property
+    def sample_interval_s(self) -> float | None:
+        return None  # an energy counter, read at start and stop
+
     def describe(self) -> str:
-        return f"RAPL ({', '.join((d / 'name').read_text().strip() for d, _ in self.domains)})"
+        return f"RAPL ({', '.join(_zone_name(d) for d, _ in self.domains)})"
 
     def _energy(self) -> list[int]:
         return [_read_int(d / "energy_uj") for d, _ in self.domains]
@@ -428,3 +558,42 @@ def sources_for(device: str) -> list[str]:
     """The sources that measure what a row on ``device`` draws: a Jetson's board rails for anything; else
     NVML for a CUDA row and RAPL for a CPU row (a desktop GPU's idle power says nothing of a CPU run)."""
     return ["ina3221", "tegrastats"] + (["nvml"] if device == "cuda" else ["rapl"])
+
+
+# --- idle power and energy per image -----------------------------------------------------------------
+
+
+def measure_idle(sampler: PowerSampler, window_s: float, settle_s: float) -> dict[str, Any]:
+    """Idle power, once: wait ``settle_s`` with nothing running (clocks come down after earlier work), then
+    sample for ``window_s``. Returns the watts with the window, the settling time and the sampler's interval."""
+    time.sleep(settle_s)
+    sampler.start()
+    time.sleep(window_s)
+    sampler.stop()
+    return {
+        "source": sampler.describe(),
+        "watts": sampler.mean_watts,
+        "window_s": round(sampler.seconds, 3),
+        "settle_s": settle_s,
+        "interval_s": sampler.sample_interval_s,
+        "samples": len(sampler.samples),
+        "method": sampler.summary()["method"],
+    }
+
+
+def energy_figures(joules: float | None, seconds: float, images: int, idle_watts: float | None) -> dict[str, Any]:
+    """Energy per image over a timed window of ``seconds`` of wall time in which ``images`` were inferred:
+    gross, net of the idle power, and images per joule. Wall time, not compute time: the power was drawn
+    over the whole window, copies, launches and host work included (trtexec's throughput is over wall time too)."""
+    if joules is None or images <= 0 or seconds <= 0 or joules <= 0:
+        return {"reason": "no power sample in the timed window: raise --min-ms"}
+    return {
+        "joules": joules,
+        "window_s": seconds,
+        "images": images,
+        "mean_watts": joules / seconds,
+        "idle_watts": idle_watts,
+        "mj_per_image": joules / images * 1000,
+        "mj_per_image_net": None if idle_watts is None else (joules - idle_watts * seconds) / images * 1000,
+        "images_per_joule": images / joules,
+    }
