@@ -27,6 +27,8 @@ from .defaults import (
     DEFAULT_EPOCHS,
     DEFAULT_EVAL_COUNT,
     DEFAULT_FC_WIDTH,
+    DEFAULT_IDLE_S,
+    DEFAULT_IDLE_SETTLE_S,
     DEFAULT_LR,
     DEFAULT_MODEL,
     DEFAULT_PATIENCE,
@@ -898,9 +900,10 @@ def _bench_config(
     engines: tuple[str, ...] = (),
     baseline_engines: tuple[str, ...] = (),
     power: str = "auto",
-    idle_s: float = 1.0,
+    idle_s: float = DEFAULT_IDLE_S,
     cuda_graph: bool = False,
     streams: int = 1,
+    verify_trt: bool = False,
 ):
     from .bench import BenchConfig
     from .parse import parse_batch_list
@@ -916,6 +919,7 @@ def _bench_config(
         idle_s=idle_s,
         cuda_graph=cuda_graph,
         streams=streams,
+        verify_trt=verify_trt,
     )
     if backends:
         cfg.runtimes = _csv_list(backends, "backends", [r.alias for r in RUNTIMES] + [r.name for r in RUNTIMES])
@@ -953,7 +957,14 @@ _T = TimingOptions()
     help="Power source for energy per image: Jetson INA3221 sysfs or tegrastats, NVML (desktop GPUs), RAPL (x86); "
     "auto takes the first this machine has.",
 )
-@click.option("--idle-s", type=float, default=1.0, show_default=True, help="Idle power is sampled this long before each row.")
+@click.option(
+    "--idle-s",
+    type=float,
+    default=DEFAULT_IDLE_S,
+    show_default=True,
+    help=f"Idle power is sampled this long (1..60 s; 0: not measured), once before any work, after "
+    f"{DEFAULT_IDLE_SETTLE_S:g} s with nothing running.",
+)
 @click.option(
     "--cuda-graph",
     is_flag=True,
@@ -966,6 +977,13 @@ _T = TimingOptions()
     default=1,
     show_default=True,
     help="GPU rows: also measure throughput over N streams (trtexec's --infStreams).",
+)
+@click.option(
+    "--verify-trt",
+    is_flag=True,
+    default=False,
+    help="Run each engine through Polygraphy's TrtRunner and nin-export's: outputs must match and host medians "
+    "agree within 25% (needs a GPU and polygraphy).",
 )
 @click.option(
     "--data",
@@ -1025,8 +1043,26 @@ def bench_cmd(report: bool, **kw: Any) -> None:
             err_console.print(
                 f"[red]failed[/] {r['model']} {r['backend']} {r['precision']} batch {r['batch']}: {escape(str(r['reason']))}"
             )
+        for w in (r.get("gpu_split") or {}).get("warnings") or []:  # trtexec's: enqueue- or transfer-bound, unstable
+            err_console.print(escape(f"warning: {r['model']} {r['backend']} {r['precision']} batch {r['batch']}: {w}"))
+    _print_crosschecks(res)
     if report:
         _print_report([res["path"]], os.fspath(Path(cfg.out_dir) / "report"))
+
+
+def _print_crosschecks(res: dict[str, Any]) -> None:
+    for name, info in res["models"].items():
+        for prec, c in (info.get("trt_crosscheck") or {}).items():
+            if c["status"] == "skipped" or "median_ms_polygraphy" not in c:
+                err_console.print(escape(f"verify-trt {name} {prec}: {c['status']}: {c.get('reason')}"))
+                continue
+            console.print(
+                escape(
+                    f"verify-trt {name} {prec}: {c['status']}: outputs {'match' if c['outputs_match'] else 'differ'} "
+                    f"({c['outputs']}); host median {c['median_ms_nin_export']:.3f} ms nin-export vs "
+                    f"{c['median_ms_polygraphy']:.3f} ms Polygraphy ({c['latency_tolerance']})"
+                )
+            )
 
 
 def _print_report(paths: list[str], out_dir: str) -> None:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .defaults import DEFAULT_RTX_TARGETS
 from .enums import Precision
 from .errors import first_line
 
@@ -63,7 +64,22 @@ def capabilities() -> dict[str, Any]:
     except ImportError:
         caps["torch"] = None
     caps["dla_cores"] = _dla_cores()
+    caps["runtimes"] = _runtimes()
     return caps
+
+
+def _runtimes() -> dict[str, str]:
+    """Every row of the runtime table: available, or why not (a new row shows up here by itself)."""
+    from .runtimes import RUNTIMES
+
+    out = {}
+    for r in RUNTIMES:
+        try:
+            why = r.unavailable()
+        except Exception as e:  # noqa: BLE001  (a broken install is a reason too)
+            why = f"{type(e).__name__}: {first_line(e)}"
+        out[r.alias] = f"available: {r.description}" if why is None else why
+    return out
 
 
 def _dla_cores() -> int | None:
@@ -111,18 +127,25 @@ class _Smoke:
 
     def engine_build(self) -> str:
         from .errors import BackendUnavailableError
-        from .trt import BuildOptions, build_engine
+        from .gpu import gpu_info
+        from .trt import BuildOptions, build_engine, load_trt
 
         if "fp16" not in self.made:
             raise Skip("needs the FP16 check")
         try:
-            res = build_engine(self.made["fp16"], BuildOptions(batch=(1, 1, 4)), output=self.work / "nin.fp16.engine")
+            trtm = load_trt()
         except BackendUnavailableError as e:
             raise Skip(str(e)) from None
+        opts = BuildOptions(batch=(1, 1, 4))
+        self.no_target = trtm.target_missing(gpu_info())
+        if self.no_target is not None:  # a GPU TensorRT-RTX cannot target: build ahead of time for the others
+            opts.targets = DEFAULT_RTX_TARGETS
+        res = build_engine(self.made["fp16"], opts, output=self.work / "nin.fp16.engine")
         self.made["engine"] = res.engine
         i = res.info
         where = ", ".join(i["targets"]) if i["targets"] else "this GPU"
-        return f"{res.engine.name} ({i['bytes'] / 2**20:.1f} MiB) with {i['flavour']} {i['trt_version']} for {where}"
+        note = f" ({self.no_target}: built ahead of time)" if self.no_target else ""
+        return f"{res.engine.name} ({i['bytes'] / 2**20:.1f} MiB) with {i['flavour']} {i['trt_version']} for {where}{note}"
 
     def engine_run(self) -> str:
         import numpy as np
@@ -135,7 +158,9 @@ class _Smoke:
         if "engine" not in self.made:
             raise Skip("needs an engine (the build check)")
         if gpu_info() is None:
-            raise Skip("no NVIDIA GPU here: an engine runs only on one")
+            raise Skip("no NVIDIA GPU visible to torch here: an engine runs only on one")
+        if getattr(self, "no_target", None):
+            raise Skip(self.no_target)
         x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
         with OrtRunner(self.made["fp16"]) as o, TrtRunner(self.made["engine"]) as t:
             ref = next(iter(o.infer({o.input_names[0]: x}).values()))
@@ -143,7 +168,27 @@ class _Smoke:
         a = compare([ref], [out], tolerance_for(Precision.FP16))
         if not a.passed:
             raise AssertionError(f"engine disagrees with onnxruntime: {a.describe()}")
+        self.made["engine_ran"] = self.made["engine"]
         return f"engine vs onnxruntime on 4 inputs: {a.describe()}"
+
+    def crosscheck(self) -> str:
+        from .errors import BackendUnavailableError
+        from .trt.crosscheck import polygraphy_crosscheck
+
+        if "engine_ran" not in self.made:
+            raise Skip("needs an engine that runs here (the run check)")
+        try:
+            c = polygraphy_crosscheck(self.made["engine"], batch=4, iterations=50)
+        except BackendUnavailableError as e:
+            raise Skip(str(e)) from None
+        text = (
+            f"outputs {'match' if c['outputs_match'] else 'DIFFER'} ({c['outputs']}); host median "
+            f"{c['median_ms_nin_export']:.3f} ms (nin-export) vs {c['median_ms_polygraphy']:.3f} ms (Polygraphy), "
+            f"tolerance {c['latency_tolerance']}"
+        )
+        if not c["passed"]:
+            raise AssertionError(text)
+        return text
 
     def timing(self) -> str:
         import numpy as np
@@ -181,6 +226,86 @@ class _Smoke:
         torch.cuda.synchronize()
         return f"nin-cifar10 forward on {torch.cuda.get_device_name()}: output {tuple(y.shape)}"
 
+    # --- the GPU timing path, end to end (PyTorch on CUDA: no TensorRT needed) ---------------------------
+
+    def _torch_runner(self, cuda_graph: bool = False) -> Any:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise Skip(f"torch {torch.__version__} sees no CUDA GPU")
+        from .models import create_model
+        from .runners.torch_runner import TorchRunner
+
+        torch.manual_seed(0)
+        return TorchRunner(create_model("nin-cifar10"), device="cuda", cuda_graph=cuda_graph)
+
+    def gpu_timing(self) -> str:
+        from .timing import TimingOptions, measure
+
+        with self._torch_runner() as r:
+            st = measure(r, _feed(), TimingOptions(100, 20, 300))
+            sp = r.split()
+        if sp["iterations"] != st.iterations:
+            raise AssertionError(f"{sp['iterations']} iterations split, {st.iterations} timed")
+        med = {k: sp[k]["median"] for k in ("enqueue_ms", "h2d_ms", "compute_ms", "d2h_ms")}
+        warn = f"; warnings: {'; '.join(sp['warnings'])}" if sp["warnings"] else ""
+        return (
+            f"CUDA events, {sp['depth']} in flight, batch 8: GPU compute {med['compute_ms']:.3f} ms, enqueue "
+            f"{med['enqueue_ms']:.3f}, H2D {med['h2d_ms']:.3f}, D2H {med['d2h_ms']:.3f} ms; {st.images_per_s:,.0f} img/s "
+            f"over wall time{warn}"
+        )
+
+    def cuda_graph(self) -> str:
+        import numpy as np
+
+        from .timing import TimingOptions, measure
+
+        with self._torch_runner() as eager:
+            ref = eager.infer(_feed())["logits"]
+        with self._torch_runner(cuda_graph=True) as r:
+            st = measure(r, _feed(), TimingOptions(100, 20, 300))
+            sp = r.split()
+            out = r.infer(_feed())["logits"]
+        if not sp["cuda_graph"]:
+            raise AssertionError(f"the capture fell back to plain enqueue: {sp['cuda_graph_note']}")
+        if not np.allclose(ref, out, atol=1e-4):
+            raise AssertionError(f"graph replay differs from eager by {float(np.abs(ref - out).max()):.3g}")
+        return f"thread-local capture, replayed: GPU compute {st.median:.3f} ms, enqueue {sp['enqueue_ms']['median']:.3f} ms"
+
+    def streams(self) -> str:
+        with self._torch_runner() as r:
+            one = r.throughput(_feed(), streams=1, seconds=0.5)
+            two = r.throughput(_feed(), streams=2, seconds=0.5)
+        return f"{one['images_per_s']:,.0f} img/s on one stream, {two['images_per_s']:,.0f} on two"
+
+    def nvml_energy(self) -> str:
+        from .power import NvmlSampler, PowerSourceUnavailable, energy_figures
+        from .timing import TimingOptions, measure
+
+        runner = self._torch_runner()  # skips without CUDA, before NVML is asked
+        try:
+            sampler = NvmlSampler()
+        except PowerSourceUnavailable as e:
+            raise Skip(str(e)) from None
+        with runner as r:
+            st = measure(r, _feed(), TimingOptions(100, 20, 1000), window=sampler)
+            mem = sampler.memory_seen()
+        e = energy_figures(sampler.joules, sampler.seconds, st.iterations * st.batch, None)
+        if "mj_per_image" not in e:
+            raise AssertionError(e["reason"])
+        used = ", ".join(f"{k} {v}" for k, v in mem.items() if k.endswith("bytes"))
+        return (
+            f"{sampler.describe()}, the GPU matched by {sampler.matched_by}: {e['mean_watts']:.1f} W under load, "
+            f"{e['mj_per_image']:.3f} mJ/image over wall time; memory: {used or 'not readable'}"
+        )
+
+
+def _feed() -> dict[str, Any]:
+    """Eight CIFAR-sized images: a batch whose GPU work is not only launch overhead."""
+    import numpy as np
+
+    return {"input": np.zeros((8, 3, 32, 32), np.float32)}
+
 
 CHECKS = (
     ("export", "export a small NiN to ONNX"),
@@ -188,8 +313,13 @@ CHECKS = (
     ("int8", "INT8 Q/DQ graph"),
     ("engine_build", "build a TensorRT engine"),
     ("engine_run", "run the engine against onnxruntime"),
+    ("crosscheck", "the same engine through Polygraphy's TrtRunner"),
     ("timing", "time onnxruntime"),
     ("torch_cuda", "PyTorch on CUDA"),
+    ("gpu_timing", "GPU timing: CUDA events, two iterations in flight"),
+    ("cuda_graph", "CUDA graph capture and replay"),
+    ("streams", "throughput over two streams"),
+    ("nvml_energy", "NVML energy under load"),
     ("power", "sample power"),
 )
 

@@ -141,27 +141,52 @@ def _models_table(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+_CLOCKS = {
+    "host": "host clock: host to host around one inference (CPU runtimes, onnxruntime's GPU providers)",
+    "cuda-events": "GPU compute time between CUDA events on the runner's stream (trtexec's GPU Compute Time)",
+}
+
+
+def row_clock(r: dict[str, Any]) -> str:
+    """The clock a row's latencies are on (results written before rows named it: GPU splits mean events)."""
+    return (r.get("latency_ms") or {}).get("clock") or ("cuda-events" if r.get("gpu_split") else "host")
+
+
 def _side_by_side(res: dict[str, Any]) -> list[str]:
+    """One table per clock: host-clock latencies and GPU-event latencies never share a column. img/s is over
+    the timed loop's wall time on every row."""
     model, baseline = res["config"]["model"], res["config"]["baseline"]
-    lines = [
-        f"| backend | precision | batch | median ms {model} | {baseline} | ratio | img/s {model} | {baseline} | ratio | "
-        f"peak RSS {model} | {baseline} | ratio | p99 ms {model} | {baseline} | agreement {model} | {baseline} | "
-        f"accuracy {model} | {baseline} |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for e in pair_ratios(res):
-        a, b = e["nin"], e["twin"]
-        qa, qb = a.get("quality") or {}, b.get("quality") or {}
-        lines.append(
-            f"| {e['backend']} | {e['precision']} | {e['batch']} | {_fmt(a['latency_ms']['median'])} | "
-            f"{_fmt(b['latency_ms']['median'])} | {_fmt(e['latency_ratio'], 'ratio')} | {_fmt(a['latency_ms']['images_per_s'])} | "
-            f"{_fmt(b['latency_ms']['images_per_s'])} | "
-            f"{_fmt(e['throughput_ratio'], 'ratio')} | {_fmt(a['memory']['peak_rss_bytes'], 'bytes')} | "
-            f"{_fmt(b['memory']['peak_rss_bytes'], 'bytes')} | {_fmt(e['rss_ratio'], 'ratio')} | {_fmt(a['latency_ms']['p99'])} | "
-            f"{_fmt(b['latency_ms']['p99'])} | {_fmt(qa.get('top1_agreement'), 'pct')} | {_fmt(qb.get('top1_agreement'), 'pct')} | "
-            f"{_fmt(qa.get('accuracy'), 'pct')} | {_fmt(qb.get('accuracy'), 'pct')} |"
-        )
+    lines: list[str] = []
+    pairs = pair_ratios(res)
+    for clock, what in _CLOCKS.items():
+        rows = [e for e in pairs if row_clock(e["nin"]) == clock]
+        if not rows:
+            continue
+        lines += [
+            f"Latency on the {what}; img/s over wall time.",
+            "",
+            f"| backend | precision | batch | median ms {model} | {baseline} | ratio | img/s {model} | {baseline} | ratio | "
+            f"peak RSS {model} | {baseline} | ratio | p99 ms {model} | {baseline} | agreement {model} | {baseline} | "
+            f"accuracy {model} | {baseline} |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *(_side_by_side_line(e) for e in rows),
+            "",
+        ]
     return lines
+
+
+def _side_by_side_line(e: dict[str, Any]) -> str:
+    a, b = e["nin"], e["twin"]
+    qa, qb = a.get("quality") or {}, b.get("quality") or {}
+    return (
+        f"| {e['backend']} | {e['precision']} | {e['batch']} | {_fmt(a['latency_ms']['median'])} | "
+        f"{_fmt(b['latency_ms']['median'])} | {_fmt(e['latency_ratio'], 'ratio')} | {_fmt(a['latency_ms']['images_per_s'])} | "
+        f"{_fmt(b['latency_ms']['images_per_s'])} | "
+        f"{_fmt(e['throughput_ratio'], 'ratio')} | {_fmt(a['memory']['peak_rss_bytes'], 'bytes')} | "
+        f"{_fmt(b['memory']['peak_rss_bytes'], 'bytes')} | {_fmt(e['rss_ratio'], 'ratio')} | {_fmt(a['latency_ms']['p99'])} | "
+        f"{_fmt(b['latency_ms']['p99'])} | {_fmt(qa.get('top1_agreement'), 'pct')} | {_fmt(qb.get('top1_agreement'), 'pct')} | "
+        f"{_fmt(qa.get('accuracy'), 'pct')} | {_fmt(qb.get('accuracy'), 'pct')} |"
+    )
 
 
 _DEVICE_MEMORY = (
@@ -197,28 +222,35 @@ def _device_memory(res: dict[str, Any]) -> list[str]:
 
 
 def _gpu_split(res: dict[str, Any]) -> list[str]:
-    """GPU rows: H2D, compute, D2H, host latency and end-to-end medians over every timed iteration."""
+    """GPU rows: enqueue, H2D, compute, D2H and latency medians over every timed iteration, wall-time and
+    compute-only throughput, and trtexec's warnings."""
     rows = [r for r in _ok_rows(res) if r.get("gpu_split")]
     if not rows:
         return []
     lines = [
         "### GPU time split",
         "",
-        "CUDA events on the runner's own stream around the copies and the compute, every timed iteration (medians, ms); "
-        "host latency is their sum (trtexec's), end-to-end is the host's enqueue-to-completion time.",
+        "CUDA events on the runner's own stream around the copies and the compute, two iterations in flight, "
+        "every timed iteration (medians, ms). Latency is H2D + compute + D2H (trtexec's Latency); enqueue is the "
+        "host's time to enqueue one iteration (trtexec's Enqueue Time). img/s (wall) is over the timed loop's "
+        "wall time (trtexec's Throughput); img/s (compute) is batch / mean GPU compute time, an upper bound.",
         "",
-        "| model | backend | precision | batch | CUDA graph | H2D | compute | D2H | host latency | end-to-end | "
-        "img/s over N streams |",
-        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| model | backend | precision | batch | CUDA graph | enqueue | H2D | compute | D2H | latency | img/s (wall) | "
+        "img/s (compute) | img/s over N streams | warnings |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        g, ms = r["gpu_split"], r.get("multi_stream") or {}
+        g, ms, lat = r["gpu_split"], r.get("multi_stream") or {}, r["latency_ms"]
         streams = f" ({ms['streams']})" if ms else ""
-        med = {k: (g.get(k) or {}).get("median") for k in ("h2d_ms", "compute_ms", "d2h_ms", "host_latency_ms", "end_to_end_ms")}
+        med = {k: (g.get(k) or {}).get("median") for k in ("enqueue_ms", "h2d_ms", "compute_ms", "d2h_ms", "host_latency_ms")}
+        graph = "yes" if g.get("cuda_graph") else ("no: " + g["cuda_graph_note"] if g.get("cuda_graph_note") else "no")
         lines.append(
-            f"| {r['model']} | {r['backend']} | {r['precision']} | {r['batch']} | {'yes' if g.get('cuda_graph') else 'no'} | "
+            f"| {r['model']} | {r['backend']} | {r['precision']} | {r['batch']} | {graph} | "
             + " | ".join(_fmt(v) for v in med.values())
-            + f" | {_fmt(ms.get('images_per_s'))}{streams} |"
+            + f" | {_fmt(lat.get('images_per_s'))} | {_fmt(lat.get('compute_images_per_s'))} | "
+            + f"{_fmt(ms.get('images_per_s'))}{streams} | "
+            + ("; ".join(g.get("warnings") or []) or "-")
+            + " |"
         )
     return lines + [""]
 
@@ -270,7 +302,9 @@ CSV_COLUMNS = [
     *_ROW_KEYS,
     "artifact_bytes",
     *(f"{k}_ms" for k in _LAT_KEYS),
+    "clock",
     "images_per_s",
+    "compute_images_per_s",
     "iterations",
     *_MEM_KEYS,
     *_QUALITY_KEYS,
@@ -285,7 +319,9 @@ def _csv_row(machine: str, r: dict[str, Any]) -> dict[str, Any]:
         **{k: r.get(k) for k in _ROW_KEYS},
         "artifact_bytes": (r.get("artifact") or {}).get("bytes"),
         **{f"{k}_ms": lat.get(k) for k in _LAT_KEYS},
+        "clock": row_clock(r) if lat else None,
         "images_per_s": lat.get("images_per_s"),
+        "compute_images_per_s": lat.get("compute_images_per_s"),
         "iterations": lat.get("iterations"),
         **{k: mem.get(k) for k in _MEM_KEYS},
         **{k: q.get(k) for k in _QUALITY_KEYS},
@@ -341,7 +377,9 @@ def _latency_vs_batch(results: list[dict[str, Any]], out: Path) -> Path | None:
         ax.set_yscale("log")
         ax.set_xticks(batches, [str(b) for b in batches])
         _label_log_axis(ax.yaxis, *ax.get_ylim())
-        ax.set(title=f"{backend} {prec}", xlabel="batch", ylabel="median latency (ms)")
+        clock = next(row_clock(r) for res in results for r in _ok_rows(res) if (r["backend"], r["precision"]) == (backend, prec))
+        ylabel = "median GPU compute (ms, CUDA events)" if clock == "cuda-events" else "median latency (ms, host clock)"
+        ax.set(title=f"{backend} {prec}", xlabel="batch", ylabel=ylabel)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels) :]:
@@ -478,7 +516,8 @@ def _energy(res: dict[str, Any]) -> list[str]:
     lines = [
         "### Energy",
         "",
-        f"Source: {src}. Idle power is measured before each row; net subtracts it.",
+        f"Source: {src}. Energy per image is the energy drawn over the timed loop (warm-up excluded) divided by the "
+        f"images inferred in it, so it follows wall-time throughput. {_idle_note(res)}",
         "",
         f"| backend | precision | batch | mJ/image {model} | {baseline} | ratio | net mJ/image {model} | {baseline} | "
         f"images/J {model} | {baseline} | mean W {model} | {baseline} | idle W |",
@@ -493,6 +532,22 @@ def _energy(res: dict[str, Any]) -> list[str]:
             f"{_fmt(a['mean_watts'])} | {_fmt(b['mean_watts'])} | {_fmt(a['idle_watts'])} |"
         )
     return lines + [""]
+
+
+def _idle_note(res: dict[str, Any]) -> str:
+    idle = [v for v in (res.get("idle_power") or {}).values() if v.get("watts") is not None]
+    if not idle:
+        return (
+            "Idle power was measured before each row; net subtracts it."
+            if not res.get("idle_power")
+            else "No idle power: no net figure."
+        )
+    parts = [
+        f"{v['watts']:.2f} W over {v['window_s']:g} s after {v['settle_s']:g} s quiet"
+        + (f", a sample every {v['interval_s']:g} s" if v.get("interval_s") else ", energy counter")
+        for v in idle
+    ]
+    return "Idle power, measured once before any work: " + "; ".join(parts) + ". Net subtracts it."
 
 
 def _accuracy_vs_latency(results: list[dict[str, Any]], out: Path) -> Path | None:
@@ -566,8 +621,9 @@ def render_report(
         "# nin-export benchmark: NiN vs its FC-headed twin",
         "",
         "Ratios are twin / NiN: above 1 the FC-headed twin is larger, slower or hungrier. Latencies are medians of "
-        "trtexec-style runs (warm-up by time, then at least N iterations and T ms); peak RSS is that of a fresh "
-        "process holding one runner. The " + WEIGHT_BYTES_RULE + ".",
+        "trtexec-style runs (warm-up by time, then at least N iterations and T ms), each table on one clock (host, or "
+        "GPU compute between CUDA events); images/s is over the timed loop's wall time on every row; peak RSS is that "
+        "of a fresh process holding one runner. The " + WEIGHT_BYTES_RULE + ".",
         "",
         "## Machines",
         "",

@@ -27,6 +27,13 @@ except ImportError:
 
 needs_rtx = pytest.mark.skipif(not HAVE_RTX, reason="tensorrt_rtx not installed (pip install 'nin-export[rtx]')")
 needs_gpu = pytest.mark.skipif(current_gpu() is None, reason="no CUDA GPU here: engines only run on an NVIDIA GPU")
+
+
+def _rtx_target_missing() -> str | None:
+    return load_trt(TrtFlavour.TENSORRT_RTX).target_missing(current_gpu()) if HAVE_RTX else None
+
+
+needs_rtx_target = pytest.mark.skipif(_rtx_target_missing() is not None, reason=f"{_rtx_target_missing()}")
 RTX = BuildOptions(flavour=TrtFlavour.TENSORRT_RTX, targets=("SM86",), batch=(1, 4, 8))
 
 
@@ -187,6 +194,7 @@ def test_engine_refused_without_gpu_or_on_mismatch(graphs, tmp_path):
 
 @needs_rtx
 @needs_gpu
+@needs_rtx_target
 def test_engine_runs_and_matches_onnxruntime(graphs, tmp_path):
     from nin_export.trt.runner import verify_engine
 
