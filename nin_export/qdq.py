@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .calibrate import ENTROPY_ALGORITHM, ENTROPY_BINS, QUANTIZED_BINS, calibrate_entropy
 from .enums import CalibMethod, Int8Target
 from .errors import NinExportError
 from .onnx_utils import toposort
@@ -36,6 +37,8 @@ __all__ = [
     "calibrate",
     "quantize_int8",
     "modelopt_int8",
+    "float16_remainder",
+    "release_float_inputs",
     "has_uint8_activations",
 ]
 
@@ -125,29 +128,31 @@ def _equal_batch(n: int) -> int:
     return next(b for b in range(16, 0, -1) if n % b == 0)
 
 
-# onnxruntime's entropy defaults (128 histogram bins, 128 quantized bins) leave the KL search one candidate,
-# the full range, so entropy came out identical to minmax; TensorRT's entropy calibrator searches a
-# 2048-bin histogram for the 128-bin threshold with the least KL divergence, as this does.
+# What each histogram method computes, recorded in the calibration cache key. Entropy is TensorRT's
+# (calibrate.py: |x| in 2048 bins, KL over 128 levels); it was onnxruntime's signed search before, and
+# onnxruntime's 128-bin default before that (one candidate: identical to minmax), so neither is reused.
 HISTOGRAM_OPTIONS = {
-    CalibMethod.ENTROPY: {"num_bins": 2048, "num_quantized_bins": 128},
+    CalibMethod.ENTROPY: {"num_bins": ENTROPY_BINS, "num_quantized_bins": QUANTIZED_BINS, "algorithm": ENTROPY_ALGORITHM},
     CalibMethod.PERCENTILE: {"num_bins": 2048, "percentile": 99.999},
 }
 
 
 def calibrate(model: onnx.ModelProto, x: np.ndarray, method: CalibMethod) -> dict[str, tuple[float, float]]:
-    """Run onnxruntime's calibrator over ``x``; return {tensor: (lowest, highest)}."""
+    """{tensor: (lowest, highest)} over ``x``: entropy as TensorRT computes it (calibrate.py), minmax and
+    percentile by onnxruntime's calibrators."""
+    if method is CalibMethod.ENTROPY:
+        return calibrate_entropy(model, x)
     from onnxruntime.quantization.calibrate import create_calibrator
 
     with tempfile.TemporaryDirectory(prefix="nin-export-calib-") as tmp:
         src = Path(tmp) / "model.onnx"
         onnx.save(model, os.fspath(src))
-        extra = HISTOGRAM_OPTIONS.get(method, {})
         calibrator = create_calibrator(
             src,
             None,
             augmented_model_path=os.fspath(Path(tmp) / "augmented.onnx"),
             calibrate_method=method.ort(),
-            extra_options=extra,
+            extra_options={k: v for k, v in HISTOGRAM_OPTIONS.get(method, {}).items() if k != "algorithm"},
         )
         with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print their progress
             calibrator.collect_data(_Reader(model.graph.input[0].name, x, _equal_batch(len(x))))
@@ -211,6 +216,92 @@ def quantize_int8(
     return out
 
 
+FP16_QDQ_OPSET = 19  # float16 scales in QuantizeLinear/DequantizeLinear
+
+
+def float16_remainder(model: onnx.ModelProto) -> onnx.ModelProto:
+    """An INT8 Q/DQ graph with what it leaves in float (layers kept in float, the head, biases, ReLU, pooling)
+    in float16 and its inputs/outputs kept float32, as ModelOpt's ``high_precision_dtype='fp16'`` makes it:
+    the Q/DQ scales become float16, so DequantizeLinear feeds float16 layers, which needs opset 19."""
+    from onnx import version_converter
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < FP16_QDQ_OPSET:
+        try:
+            model = version_converter.convert_version(model, FP16_QDQ_OPSET)
+        except Exception as e:  # the converter raises its own RuntimeError/ValidationError types
+            raise NinExportError(
+                f"could not move the INT8 graph from opset {opset} to {FP16_QDQ_OPSET} for float16 Q/DQ scales ({e}); "
+                f"keep the float layers in float32 with --float-dtype fp32"
+            ) from e
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = convert_float_to_float16(model, keep_io_types=True)
+    toposort(out)  # the converter appends the I/O Casts at the end of the node list
+    return out
+
+
+# Ops that pass a quantized tensor's values through unchanged in kind: a Q/DQ before them still reaches
+# the layer after them (ModelOpt puts one in front of MaxPool).
+_PASS_THROUGH = ("MaxPool", "Relu", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity")
+
+
+def _consumer_map(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    out: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
+def release_float_inputs(model: onnx.ModelProto, float_nodes: list[str]) -> list[str]:
+    """Give each of ``float_nodes`` its input in float, in place: an activation Q/DQ pair in front of it, or in
+    front of the MaxPool (or other pass-through op) that feeds it, is bypassed when everything it reaches is
+    kept in float. Refused, in one line, when the pair also feeds an INT8 layer. Returns the DQ nodes bypassed."""
+    prod = {o: n for n in model.graph.node for o in n.output}
+    cons = _consumer_map(model)
+    floats = set(float_nodes)
+
+    def only_float(t: str) -> bool:  # everything that reads t, through pass-through ops, is kept in float
+        return all(c.name in floats or (c.op_type in _PASS_THROUGH and all(map(only_float, c.output))) for c in cons.get(t, []))
+
+    bypassed = []
+    for node in [n for n in model.graph.node if n.name in floats and n.input]:
+        t = node.input[0]
+        while t in prod and prod[t].op_type in _PASS_THROUGH:
+            t = prod[t].input[0]
+        dq = prod.get(t)
+        q = prod.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or dq.name in bypassed:
+            continue
+        if not only_float(dq.output[0]):
+            raise NinExportError(
+                f"--quantizer modelopt quantized the input of {node.name} ({dq.name}), which also feeds an INT8 layer: "
+                f"it cannot be kept in float alone; exclude its neighbours too, or use --quantizer ort"
+            )
+        for c in cons.get(dq.output[0], []):
+            c.input[:] = [q.input[0] if i == dq.output[0] else i for i in c.input]
+        bypassed.append(dq.name)
+    _drop_unused(model)
+    return bypassed
+
+
+def _drop_unused(model: onnx.ModelProto) -> None:
+    """Remove Q/DQ nodes whose outputs nothing reads, then initializers nothing reads."""
+    while True:
+        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+        dead = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.output[0] not in used]
+        if not dead:
+            break
+        for n in dead:
+            model.graph.node.remove(n)
+    used = {i for n in model.graph.node for i in n.input}
+    keep = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+
+
 MODELOPT_METHODS = {CalibMethod.MINMAX: "max", CalibMethod.ENTROPY: "entropy"}
 
 
@@ -222,7 +313,7 @@ def check_modelopt_method(method: CalibMethod) -> None:
         )
 
 
-def _modelopt_child(src: str, dst: str, npy: str, method: str, exclude: list[str]) -> str | None:
+def _modelopt_child(src: str, dst: str, npy: str, method: str, exclude: list[str], dtype: str) -> str | None:
     """In a spawned process: importing ModelOpt's ONNX quantizer patches onnxruntime's calibrators for the
     whole process (they then expect node names where onnxruntime passes op types), so it never runs in
     ours. Returns None, or why ModelOpt could not run."""
@@ -241,17 +332,20 @@ def _modelopt_child(src: str, dst: str, npy: str, method: str, exclude: list[str
             calibration_method=method,
             calibration_eps=["cpu"],
             nodes_to_exclude=[re.escape(n) + "$" for n in exclude] or None,
-            high_precision_dtype="fp32",
+            high_precision_dtype=dtype,
             output_path=dst,
             log_level="ERROR",
         )
     return None
 
 
-def modelopt_int8(model: onnx.ModelProto, x: np.ndarray, method: CalibMethod, exclude: list[str]) -> onnx.ModelProto:
+def modelopt_int8(
+    model: onnx.ModelProto, x: np.ndarray, method: CalibMethod, exclude: list[str], fp16: bool = False
+) -> onnx.ModelProto:
     """NVIDIA ModelOpt's ONNX post-training quantization (``modelopt.onnx.quantization.quantize``, int8 mode)
-    on the CPU, float parts kept float32, in a child process (see _modelopt_child). ModelOpt calibrates
-    by itself (its own onnxruntime pass over ``x``)."""
+    on the CPU, float parts in float16 (``fp16``, float32 I/O kept) or float32, in a child process (see
+    _modelopt_child). ModelOpt calibrates by itself (its own onnxruntime pass over ``x``). The nodes of
+    ``exclude`` get float inputs (release_float_inputs): ModelOpt leaves a Q/DQ in front of their MaxPool."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -260,7 +354,7 @@ def modelopt_int8(model: onnx.ModelProto, x: np.ndarray, method: CalibMethod, ex
         src, dst, npy = Path(tmp) / "model.onnx", Path(tmp) / "model.int8.onnx", Path(tmp) / "calib.npy"
         onnx.save(model, os.fspath(src))
         np.save(npy, x)
-        args = (os.fspath(src), os.fspath(dst), os.fspath(npy), MODELOPT_METHODS[method], list(exclude))
+        args = (os.fspath(src), os.fspath(dst), os.fspath(npy), MODELOPT_METHODS[method], list(exclude), "fp16" if fp16 else "fp32")
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             why = pool.submit(_modelopt_child, *args).result()
         if why:
@@ -268,6 +362,7 @@ def modelopt_int8(model: onnx.ModelProto, x: np.ndarray, method: CalibMethod, ex
         out = onnx.load(os.fspath(dst))
     del out.metadata_props[:]
     out.metadata_props.extend(model.metadata_props)
+    release_float_inputs(out, exclude)
     return out
 
 

@@ -39,13 +39,14 @@ from .defaults import (
 )
 from .enums import CalibMethod, Int8Target, Precision, Quantizer
 from .errors import FileFormatError, NinExportError, OnnxFileError, VerificationError
-from .manifest import MANIFEST_NAME, lineage, record_artifact
+from .manifest import MANIFEST_NAME, check_manifest, lineage, record_artifact
 from .meta import ModelMeta
 from .onnx_utils import check_metadata_matches_graph, graph_precision, load_onnx, opset_of, read_metadata, set_metadata, toposort
 from .qdq import (
     HISTOGRAM_OPTIONS,
     calibrate,
     check_modelopt_method,
+    float16_remainder,
     head_nodes,
     match_nodes,
     modelopt_int8,
@@ -54,7 +55,7 @@ from .qdq import (
     quantize_int8,
 )
 from .runners.onnxrt import OrtRunner
-from .sensitivity import Sensitivity, fidelity, keep_float_until, rank_layers
+from .sensitivity import Sensitivity, fidelity, keep_float_until, rank_layers, share
 from .verify import Agreement, Tolerance, compare, tolerance_for
 
 __all__ = [
@@ -95,6 +96,14 @@ class QuantizeOptions:
     quantizer: Quantizer = Quantizer.ORT
     exclude: list[str] = field(default_factory=list)  # INT8: node names or globs kept in float
     min_agreement: float | None = None  # INT8: keep the most sensitive layers in float until this is reached
+    # INT8: the layers left in float (head, excluded, fallback) in FP16 or FP32; None: FP16 for TensorRT, FP32 for ort-cpu
+    float_dtype: Precision | None = None
+
+    def remainder(self) -> Precision:
+        """The precision of what an INT8 graph leaves in float."""
+        if self.float_dtype is not None:
+            return self.float_dtype
+        return Precision.FP32 if self.target is Int8Target.ORT_CPU else Precision.FP16
 
     def to_dict(self) -> dict[str, Any]:
         d = {"precision": str(self.precision), "calib_data": self.calib_data, "eval_count": self.eval_count}
@@ -110,6 +119,7 @@ class QuantizeOptions:
                 quantizer=self.quantizer.value,
                 exclude=list(self.exclude),
                 min_agreement=self.min_agreement,
+                float_dtype=self.remainder().value,
                 placement="every op onnxruntime quantizes" if ort_cpu else "inputs of Conv/Gemm/MatMul",
                 activation="uint8 asymmetric per-tensor" if ort_cpu else "int8 symmetric per-tensor",
                 weight="int8 symmetric per-channel (axis 0)",
@@ -129,6 +139,7 @@ class QuantizeResult:
     notes: list[str] = field(default_factory=list)  # warnings for the user
     excluded_nodes: list[str] = field(default_factory=list)  # every node left in float (head included)
     float_layers: list[dict[str, str]] = field(default_factory=list)  # Conv/Gemm kept in float, and why
+    selection: dict[str, Any] | None = None  # --min-agreement: its figures on the held-out half it chose on
     graph: onnx.ModelProto | None = field(default=None, repr=False)  # what was written to ``path``, checked
 
 
@@ -149,13 +160,21 @@ def _select(source: DataSource, calib_count: int, eval_count: int, need_calib: b
     notes: list[str] = []
     train, test = source.split()
     calib = train[:calib_count] if need_calib else train[:0]
-    if need_calib and len(calib) < MIN_CALIB_IMAGES:
+    if need_calib and len(calib) < MIN_CALIB_IMAGES:  # --calib-count itself was checked before: the data is short
         raise DataError(
             f"too few calibration images: {len(calib)} usable in the calibration split of {source.name} "
             f"({len(source)} in all, a fifth held out); INT8 needs at least {MIN_CALIB_IMAGES}, "
             f"{RECOMMENDED_CALIB_IMAGES} recommended"
         )
-    if need_calib and len(calib) < RECOMMENDED_CALIB_IMAGES:
+    if need_calib and calib_count > len(train):  # one warning, with the recommendation when it applies
+        short = (
+            f" ({RECOMMENDED_CALIB_IMAGES} recommended: INT8 ranges may be off)" if len(train) < RECOMMENDED_CALIB_IMAGES else ""
+        )
+        notes.append(
+            f"--calib-count {calib_count:,} is more than the {len(train):,} images in the calibration split of "
+            f"{source.name}: calibrating on {len(train):,}{short}"
+        )
+    elif need_calib and len(calib) < RECOMMENDED_CALIB_IMAGES:
         notes.append(
             f"only {len(calib)} calibration images ({RECOMMENDED_CALIB_IMAGES} recommended): "
             f"INT8 ranges may be off; give more images with --calib-count/--calib-data"
@@ -265,6 +284,11 @@ def _check_request(src: Path, model: onnx.ModelProto, options: QuantizeOptions) 
         )
     if options.calib_count < 1 or options.eval_count < 1:
         raise NinExportError("--calib-count and --eval-count must be positive")
+    if prec is Precision.INT8 and options.calib_count < MIN_CALIB_IMAGES:
+        raise DataError(
+            f"too few calibration images: --calib-count {options.calib_count} asks for {options.calib_count}; INT8 needs "
+            f"at least {MIN_CALIB_IMAGES} ({RECOMMENDED_CALIB_IMAGES} recommended)"
+        )
     _check_int8_controls(options)
 
 
@@ -273,9 +297,20 @@ def _check_int8_controls(options: QuantizeOptions) -> None:
         if v is not None and not 0.0 <= v <= 1.0:
             raise NinExportError(f"{name} must be in [0, 1], got {v}")
     if options.precision is not Precision.INT8:
-        used = [n for n, on in (("--exclude", options.exclude), ("--min-agreement", options.min_agreement is not None)) if on]
+        flags = (("--exclude", options.exclude), ("--min-agreement", options.min_agreement is not None))
+        used = [n for n, on in (*flags, ("--float-dtype", options.float_dtype)) if on]
         if used or options.quantizer is not Quantizer.ORT or options.target is not Int8Target.TENSORRT:
             raise NinExportError(f"{', '.join(used) or '--quantizer/--int8-target'} applies to --int8 only")
+    if options.float_dtype not in (None, Precision.FP16, Precision.FP32):
+        raise NinExportError(f"--float-dtype is fp16 or fp32, not {options.float_dtype}")
+    if options.target is Int8Target.ORT_CPU and options.float_dtype is Precision.FP16:
+        raise NinExportError(
+            "--float-dtype fp16 is for TensorRT graphs: onnxruntime's CPU kernels run float32 (drop it with --int8-target ort-cpu)"
+        )
+    if options.min_agreement is not None and options.eval_count < 2:
+        raise NinExportError(
+            "--min-agreement chooses on one half of the held-out images and reports on the other: --eval-count must be at least 2"
+        )
     if options.quantizer is Quantizer.MODELOPT:
         if options.target is not Int8Target.TENSORRT:
             raise NinExportError("--quantizer modelopt makes TensorRT graphs only: drop --int8-target ort-cpu")
@@ -326,10 +361,21 @@ def _ranges(
     return ranges
 
 
+def held_out_halves(n: int) -> tuple[slice, slice]:
+    """--min-agreement's two parts of ``n`` held-out images: it chooses its float layers on the first
+    (n // 2) and every reported figure comes from the second, which it never saw."""
+    return slice(0, n // 2), slice(n // 2, n)
+
+
+def _part(s: Samples, part: slice) -> Samples:
+    return Samples(s.x[part], None if s.y is None else s.y[part])
+
+
 @dataclass
 class _Job:
     """One quantization request, loaded: the parent graph, its metadata, the data and the held-out
-    reference logits every check compares with."""
+    reference logits every check compares with. With --min-agreement, ``choose`` is the half of the
+    held-out images layers are chosen on, and ``held`` the other half, which reports."""
 
     src: Path
     model: onnx.ModelProto
@@ -341,16 +387,27 @@ class _Job:
     held: Samples
     calib_idx: np.ndarray
     say: Progress
-    _ref: np.ndarray | None = None
+    choose: Samples | None = None
+    _refs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def _ref_of(self, part: str) -> np.ndarray:
+        if part not in self._refs:
+            self._refs[part] = _run(self.src, (self.held if part == "held" else self.choose).x)
+        return self._refs[part]
 
     @property
     def ref(self) -> np.ndarray:
-        if self._ref is None:
-            self._ref = _run(self.src, self.held.x)
-        return self._ref
+        return self._ref_of("held")
+
+    @property
+    def choose_ref(self) -> np.ndarray:
+        return self._ref_of("choose")
 
     def run(self, graph: onnx.ModelProto) -> np.ndarray:
         return _run(graph.SerializeToString(), self.held.x)
+
+    def run_choose(self, graph: onnx.ModelProto) -> np.ndarray:
+        return _run(graph.SerializeToString(), self.choose.x)
 
 
 def _prepare(src: Path, model: onnx.ModelProto, options: QuantizeOptions, dest: Path | None, say: Progress) -> _Job:
@@ -368,6 +425,7 @@ def _prepare(src: Path, model: onnx.ModelProto, options: QuantizeOptions, dest: 
             )
     if dest is not None:
         check_outputs([dest, dest.parent / MANIFEST_NAME], lineage(src))
+        check_manifest(dest.parent)
     spec = "synthetic" if options.allow_synthetic and options.calib_data is None else (options.calib_data or DEFAULT_DATA)
     source = open_source(spec, pre, allow_synthetic=options.allow_synthetic)
     result = QuantizeResult(dest, src, prec, None)  # type: ignore[arg-type]
@@ -387,7 +445,13 @@ def _prepare(src: Path, model: onnx.ModelProto, options: QuantizeOptions, dest: 
     )
     held = _load(source, eval_idx, "held-out")
     result.notes += held.notes()
-    return _Job(src, model, meta, pre, source, options, result, held, calib_idx, say)
+    choose = None
+    if options.min_agreement is not None and prec is Precision.INT8:
+        if len(held.x) < 2:
+            raise DataError(f"--min-agreement needs at least 2 readable held-out images in {source.name}, found {len(held.x)}")
+        first, second = held_out_halves(len(held.x))
+        choose, held = _part(held, first), _part(held, second)
+    return _Job(src, model, meta, pre, source, options, result, held, calib_idx, say, choose)
 
 
 @dataclass
@@ -408,12 +472,15 @@ class _Int8Plan:
         return self._ranges
 
     def graph(self, float_layers: list[str]) -> onnx.ModelProto:
-        """Every quantizable node in INT8 but the head and ``float_layers``."""
+        """Every quantizable node in INT8 but the head and ``float_layers``; what stays float in the
+        precision --float-dtype says (FP16 needs opset 19: float16 Q/DQ scales)."""
         o = self.job.options
+        fp16 = o.remainder() is Precision.FP16
         if o.quantizer is Quantizer.MODELOPT:
             self.job.say("quantizing with NVIDIA ModelOpt (it calibrates by itself)")
-            return modelopt_int8(self.model, self.calib.x, o.calib_method, self.head + float_layers)
-        return quantize_int8(self.model, self.ranges, self.head + float_layers, o.target)
+            return modelopt_int8(self.model, self.calib.x, o.calib_method, self.head + float_layers, fp16)
+        graph = quantize_int8(self.model, self.ranges, self.head + float_layers, o.target)
+        return float16_remainder(graph) if fp16 else graph
 
     def only(self, node: str) -> onnx.ModelProto:
         """``node`` alone in INT8 (TensorRT placement: the layer's own inputs)."""
@@ -449,27 +516,60 @@ def _int8_graph(job: _Job) -> onnx.ModelProto:
         f"inserting Q/DQ ({o.quantizer.value}, {o.target.value} placement, per-channel weights)"
         + (f"; {len(plan.head)} head nodes" if plan.head else "")
         + (f"; {len(floats)} excluded layer(s)" if floats else "")
-        + (" kept in float" if plan.head or floats else "")
+        + (f" kept in float ({o.remainder().value})" if plan.head or floats else "")
     )
     graph = plan.graph(list(floats))
     if o.min_agreement is not None:
-        agree = fidelity(job.ref, job.run(graph))["top1_agreement"]
-        say(f"top-1 agreement with every other layer in INT8: {agree:.1%} (--min-agreement {o.min_agreement:.1%})")
-        if agree < o.min_agreement:
-            todo = [n for n in plan.quantizable() if n.name not in floats]
-            ranking = rank_layers(plan.model, todo, plan.only, job.run, job.ref, say)
-            kept, graph, agree = keep_float_until(
-                o.min_agreement, ranking, lambda ks: plan.graph(list(floats) + ks), job.run, job.ref, say
-            )
-            floats.update({n: f"--min-agreement {o.min_agreement:g}" for n in kept})
+        graph = _keep_float_for(job, plan, graph, floats)
     ops = {n.name: n.op_type for n in plan.model.graph.node}
     job.result.float_layers = [{"node": n, "op": ops[n], "why": why} for n, why in floats.items()]
     job.result.excluded_nodes = plan.head + list(floats)
     return graph
 
 
+def _keep_float_for(job: _Job, plan: _Int8Plan, graph: onnx.ModelProto, floats: dict[str, str]) -> onnx.ModelProto:
+    """--min-agreement: on the choosing half of the held-out images, keep the most sensitive layers in float
+    until the agreement reaches the target (adds them to ``floats``); the graph, and its figures on that half
+    in job.result.selection."""
+    o, say, run, ref = job.options, job.say, job.run_choose, job.choose_ref
+    n = len(job.choose.x)
+    agree = fidelity(ref, run(graph))["top1_agreement"]
+    say(
+        f"choosing on {n} of the held-out images (the other {len(job.held.x)} report): top-1 agreement with every "
+        f"other layer in INT8 {agree:.1%} (--min-agreement {share(o.min_agreement)})"
+    )
+    if agree < o.min_agreement:
+        todo = [x for x in plan.quantizable() if x.name not in floats]
+        ranking = rank_layers(plan.model, todo, plan.only, run, ref, say)
+        kept, graph, agree = keep_float_until(o.min_agreement, ranking, lambda ks: plan.graph(list(floats) + ks), run, ref, say)
+        floats.update({k: f"--min-agreement {o.min_agreement:g}" for k in kept})
+    f = fidelity(ref, run(graph), job.choose.y)
+    job.result.selection = {
+        "images": n,
+        "top1_agreement": f["top1_agreement"],
+        "top1_accuracy": f["top1_accuracy"],
+        "note": f"--min-agreement chose its float layers on these {n} held-out images; the verification figures are on "
+        f"the other {len(job.held.x)}, which it never saw",
+    }
+    return graph
+
+
+@dataclass(frozen=True)
+class _Gate(Tolerance):
+    """The check of a converted graph against its parent, described by the bounds that apply (FP16 and INT8
+    set no absolute bound) and with the agreement floor as precise as it was given."""
+
+    def describe(self) -> str:
+        parts = [f"max|diff| <= {self.atol:g} + {self.rtol:g} * max|ref|"] if math.isfinite(self.atol) else []
+        if self.min_top1:
+            parts.append(f"top-1 agreement >= {share(self.min_top1)}")
+        if self.min_cosine:
+            parts.append(f"cosine >= {self.min_cosine:g}")
+        return ", ".join(parts)
+
+
 def _tolerance(prec: Precision, options: QuantizeOptions, meta: ModelMeta, synthetic: bool) -> Tolerance:
-    tol = tolerance_for(prec)
+    tol = _Gate(**dataclasses.asdict(tolerance_for(prec)))
     if prec is Precision.INT8 and meta.weights != "random-init" and not synthetic:
         tol = dataclasses.replace(tol, min_top1=options.agreement_floor)
     return tol
@@ -529,14 +629,20 @@ def quantize(
     if job.held.y is not None:
         ver["top1_accuracy_parent"] = float((job.ref.argmax(1) == job.held.y).mean())
         ver["top1_accuracy"] = float((out.argmax(1) == job.held.y).mean())
+    if result.selection is not None:
+        ver["selection"] = result.selection
+        _note_unseen(result, options.min_agreement)
     int8 = prec is Precision.INT8
     calibration = {"images": result.calib_images, "cache": result.cache, "source": job.source.name} if int8 else None
+    recorded = options.to_dict()
+    if int8 and result.calib_images != options.calib_count:  # the manifest records what was used
+        recorded.update(calib_count=result.calib_images, calib_count_requested=options.calib_count)
     record_artifact(
         result.path,
         kind="onnx-quantized",
         parent=src,
         precision=prec.value,
-        options=options.to_dict(),
+        options=recorded,
         verification=ver,
         extra={
             "calibration": calibration,
@@ -548,12 +654,23 @@ def quantize(
     return result
 
 
+def _note_unseen(result: QuantizeResult, target: float) -> None:
+    """Say so when the graph --min-agreement chose falls short of its target on the images it never saw."""
+    a = result.agreement
+    if a.top1_agreement < target:
+        result.notes.append(
+            f"--min-agreement {share(target)} was reached on the {result.selection['images']} held-out images it chose "
+            f"on ({result.selection['top1_agreement']:.1%}); on the other {a.n_samples}, which it never saw, the graph "
+            f"keeps {a.top1_agreement:.1%}"
+        )
+
+
 def analyze(src: str | os.PathLike, options: QuantizeOptions, progress: Progress | None = None) -> Sensitivity:
     """Per-layer INT8 sensitivity of the FP32 graph ``src``: each quantizable layer alone in INT8,
     compared with FP32 on held-out images; most sensitive first (see sensitivity.py)."""
     say = progress or (lambda _m: None)
     src = Path(src)
-    options = dataclasses.replace(options, precision=Precision.INT8)
+    options = dataclasses.replace(options, precision=Precision.INT8, float_dtype=Precision.FP32)  # INT8's cost alone
     job = _prepare(src, load_onnx(src), options, None, say)
     plan = _plan(job)
     plan.ranges  # noqa: B018 (calibrate, or read the cache, before the first graph)

@@ -18,10 +18,16 @@ import onnx
 from ._io import atomic_path, check_outputs, write_json
 from .errors import VerificationError
 
-__all__ = ["LayerSensitivity", "Sensitivity", "fidelity", "rank_layers", "keep_float_until", "write_sensitivity"]
+__all__ = ["LayerSensitivity", "Sensitivity", "fidelity", "rank_layers", "keep_float_until", "write_sensitivity", "share"]
 
 Progress = Callable[[str], None]
 Run = Callable[[onnx.ModelProto], np.ndarray]  # a graph's logits on the held-out images
+
+
+def share(p: float) -> str:
+    """A share given as a fraction (an agreement floor, --min-agreement), as a percentage with the precision
+    it was given: 0.999 is 99.9%, never rounded up to an impossible-looking 100%."""
+    return f"{p * 100:.10g}%"
 
 
 def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
@@ -114,7 +120,7 @@ def keep_float_until(
         if agree >= target:
             return kept, graph, agree
     raise VerificationError(
-        f"top-1 agreement stays below {target:.1%} with all but one of {len(ranking)} layers in float: INT8 gains "
+        f"top-1 agreement stays below {share(target)} with all but one of {len(ranking)} layers in float: INT8 gains "
         f"nothing here; lower --min-agreement, try another --calib-method or more calibration images, or use --fp16"
     )
 

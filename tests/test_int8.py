@@ -198,6 +198,14 @@ def test_modelopt_quantizer(graphs, tmp_path):
     assert convs[last].input[1] not in prod or prod[convs[last].input[1]].op_type != "DequantizeLinear"
     meta = read_metadata(m)
     assert meta["quantizer"] == "modelopt" and meta["model"] == "nin-cifar10"  # the parent's metadata carried over
+    after_pool = _conv_names(graphs["nin-cifar10"])[3]  # ModelOpt puts a Q/DQ in front of the MaxPool before it
+    res = _q(graphs["nin-cifar10"], tmp_path, out="pool.onnx", quantizer=Quantizer.MODELOPT, exclude=[after_pool])
+    m = onnx.load(str(res.path))
+    prod = {o: n for n in m.graph.node for o in n.output}
+    pool = prod[next(n for n in m.graph.node if n.name == after_pool).input[0]]
+    assert pool.op_type == "MaxPool" and prod[pool.input[0]].op_type == "Relu", "the excluded conv gets float input"
+    assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float16 inside, float32 I/O
+    assert onnx.TensorProto.FLOAT16 in {i.data_type for i in m.graph.initializer}
     with pytest.raises(NinExportError, match="modelopt calibrates with"):
         _q(graphs["nin-cifar10"], tmp_path, out="p.onnx", quantizer=Quantizer.MODELOPT, calib_method=CalibMethod.PERCENTILE)
 
@@ -217,3 +225,158 @@ def test_keep_float_until_gives_up_before_every_layer_is_float():
     with pytest.raises(VerificationError, match="all but one of 3 layers in float"):
         keep_float_until(0.99, ranking, excluding, lambda g: np.roll(ref, 1, axis=1), ref, lambda m: None)
     assert tried == [["c0"], ["c0", "c1"]]
+
+
+# --- entropy as TensorRT computes it ------------------------------------------------------------------
+
+
+def _paired_body_and_outlier():
+    """2048 bins: a body over bins 0..255 whose counts change every second bin (1000 + 10k for bins 2k, 2k+1),
+    and one outlier in the last bin."""
+    h = np.zeros(2048)
+    for k in range(128):
+        h[2 * k] = h[2 * k + 1] = 1000 + 10 * k
+    h[2047] = 1
+    return h
+
+
+def test_entropy_threshold_by_hand():
+    """Candidates 257..2047 put the outlier into an empty last bin, where Q has no mass: KL is infinite. At
+    2048 bins each of the 128 levels merges 16 unequal bins of the body (KL ~1e-4). At 256 the levels are the
+    body's equal pairs, so Q is the body exactly and P differs only by the outlier added to its last bin:
+    KL(256) = (B - c) / (B + 1) * ln(B / (B + 1)) + (c + 1) / (B + 1) * ln((c + 1) B / (c (B + 1))), with B
+    the body's count and c = 2270 its last bin's. The outlier is clipped at the body's end."""
+    from nin_export.calibrate import entropy_amax, kl_threshold_bin
+
+    h = _paired_body_and_outlier()
+    i, kl = kl_threshold_bin(h)
+    body, c = h[:256].sum(), 1000 + 10 * 127
+    by_hand = (body - c) / (body + 1) * np.log(body / (body + 1)) + (c + 1) / (body + 1) * np.log((c + 1) * body / (c * (body + 1)))
+    assert i == 256
+    assert kl[256 - 128] == pytest.approx(by_hand, rel=1e-6) and 0 < by_hand < 1e-9
+    assert np.isinf(kl[257 - 128 : 2048 - 128]).all() and 1e-5 < kl[-1] < 1e-3
+    assert entropy_amax(h, 8.0) == 8.0 * 256 / 2048
+
+
+def _reference_kl_threshold(hist, nbins=128, start=128):
+    """NVIDIA's algorithm as pytorch-quantization's _compute_amax_entropy writes it, loop for loop."""
+    bins = np.array(hist, np.float64)
+    bins[0] = bins[1]
+    best, best_i = np.inf, None
+    for i in range(start, len(bins) + 1):
+        space = np.linspace(0, i, num=nbins + 1)
+        digitized = np.digitize(range(i), space) - 1
+        digitized[bins[:i] == 0] = -1
+        counts = np.zeros(nbins)
+        members = np.zeros(nbins)
+        for idx, d in enumerate(digitized):
+            if d != -1:
+                counts[d] += bins[idx]
+                members[d] += 1
+        q = np.array([counts[d] / members[d] if d != -1 else 0.0 for d in digitized])
+        p = bins[:i].copy()
+        p[-1] += bins[i:].sum()
+        p, q = p / p.sum(), q / q.sum()
+        kl = np.inf if np.any((p > 0) & (q == 0)) else float(np.sum(p[p > 0] * np.log(p[p > 0] / q[p > 0])))
+        if kl <= best:  # the last minimum, as the reference takes it
+            best, best_i = kl, i
+    return best_i
+
+
+def test_entropy_matches_the_reference_algorithm():
+    from nin_export.calibrate import kl_threshold_bin
+
+    rng = np.random.default_rng(0)
+    for df in (2, 4, 8):
+        data = np.abs(rng.standard_t(df, 50_000))
+        hist, _ = np.histogram(data, bins=320, range=(0, data.max()))
+        assert kl_threshold_bin(hist)[0] == _reference_kl_threshold(hist), df
+
+
+def test_entropy_calibration_clips_on_abs_values():
+    """Through a graph: the values of the hand-computed histogram, signs mixed and the outlier negative, give a
+    range of +-(the body's end), as |x| and not a signed histogram decides."""
+    from onnx import helper
+
+    from nin_export.enums import CalibMethod
+    from nin_export.qdq import calibrate
+
+    h, w = _paired_body_and_outlier(), 1.0 / 256
+    vals = np.concatenate([np.full(int(c), (j + 0.5) * w) for j, c in enumerate(h[:256])] + [[-2048 * w]])
+    vals[1::2] *= -1
+    x = vals.astype(np.float32).reshape(1, -1)
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Neg", ["y"], ["z"])],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, x.shape[1]])],
+        [helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [None, x.shape[1]])],
+    )
+    ranges = calibrate(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), x, CalibMethod.ENTROPY)
+    lo, hi = ranges["x"]
+    assert lo == pytest.approx(-256 * w, rel=1e-6) and hi == pytest.approx(255.5 * w, rel=1e-6)  # hi: the largest seen
+    assert ranges["y"][0] == 0 and ranges["y"][1] <= 256 * w  # a ReLU's output keeps its lowest value, 0
+
+
+# --- what stays in float ----------------------------------------------------------------------------
+
+
+def test_float_dtype_fp16_keeps_float32_io_and_fp32_is_float32(graphs, tmp_path):
+    src = graphs["nin-cifar10"]
+    excluded = _conv_names(src)[3]
+    res = _q(src, tmp_path, out="h.onnx", exclude=[excluded])
+    m = onnx.load(str(res.path))
+    assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert m.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    kinds = {i.name: i.data_type for i in m.graph.initializer}
+    assert onnx.TensorProto.FLOAT not in kinds.values(), "every float weight, bias and scale is float16"
+    conv = next(n for n in m.graph.node if n.name == excluded)
+    assert kinds[conv.input[1]] == onnx.TensorProto.FLOAT16, "the excluded conv's weights are float16, not int8"
+    assert onnx.TensorProto.INT8 in kinds.values() and res.agreement.passed
+    assert read_manifest(tmp_path)["artifacts"]["h.onnx"]["options"]["float_dtype"] == "fp16"
+    m32 = onnx.load(str(_q(src, tmp_path, out="f.onnx", exclude=[excluded], float_dtype=Precision.FP32).path))
+    assert onnx.TensorProto.FLOAT16 not in {i.data_type for i in m32.graph.initializer}
+    ortcpu = _q(src, tmp_path, out="o.onnx", target=Int8Target.ORT_CPU)  # onnxruntime's CPU layout stays float32
+    assert onnx.TensorProto.FLOAT16 not in {i.data_type for i in onnx.load(str(ortcpu.path)).graph.initializer}
+    with pytest.raises(NinExportError, match="--float-dtype fp16 is for TensorRT graphs"):
+        _q(src, tmp_path, out="x.onnx", target=Int8Target.ORT_CPU, float_dtype=Precision.FP16)
+    with pytest.raises(NinExportError, match="--float-dtype applies to --int8 only"):
+        quantize(src, QuantizeOptions(Precision.FP16, float_dtype=Precision.FP32), output=tmp_path / "y.onnx")
+
+
+@pytest.mark.skipif(not HAVE_RTX, reason="TensorRT-RTX not installed")
+def test_fp16_remainder_engine_is_no_larger_than_fp32_remainder(graphs, tmp_path):
+    from nin_export.trt import BuildOptions, TrtFlavour, build_engine
+
+    src = graphs["nin-cifar10"]
+    convs = _conv_names(src)
+    sizes = {}
+    for dt in (Precision.FP16, Precision.FP32):
+        res = _q(src, tmp_path, out=f"{dt}.onnx", exclude=convs[3:6], float_dtype=dt)
+        eng = build_engine(res.path, BuildOptions(flavour=TrtFlavour.TENSORRT_RTX), output=tmp_path / f"{dt}.engine")
+        sizes[dt] = eng.engine.stat().st_size
+    assert sizes[Precision.FP16] < sizes[Precision.FP32]
+
+
+# --- --min-agreement: chosen on one half, reported on the other --------------------------------------
+
+
+def test_min_agreement_reports_on_the_half_it_never_saw(graphs, tmp_path):
+    src = _as_trained(graphs["nin-cifar10"], tmp_path)
+    res = _q(src, tmp_path, out="mixed.onnx", agreement_floor=0.5, min_agreement=0.9, eval_count=49)
+    entry = read_manifest(tmp_path)["artifacts"]["mixed.onnx"]
+    ver = entry["verification"]
+    assert ver["selection"]["images"] == 24 and ver["n_samples"] == res.agreement.n_samples == 25
+    assert ver["selection"]["top1_agreement"] >= 0.9 and "never saw" in ver["selection"]["note"]
+    assert {"top1_accuracy", "top1_accuracy_parent"} <= set(ver) and ver["selection"]["top1_accuracy"] is not None
+    with pytest.raises(NinExportError, match="--eval-count must be at least 2"):
+        _q(src, tmp_path, out="one.onnx", min_agreement=0.9, eval_count=1)
+
+
+def test_gate_message_gives_the_floor_as_given_and_only_the_bounds_that_apply(graphs, tmp_path, cli_run):
+    src = _as_trained(graphs["nin-cifar10"], tmp_path)
+    args = ["--calib-count", "32", "--eval-count", "32", "--no-calib-cache", "--agreement-floor", "0.999"]
+    code, _, err = cli_run("quantize", src, "--int8", "--calib-data", "digits", *args, "-o", tmp_path / "g.onnx")
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # after the progress lines
+    assert code == 1 and len(errors) == 1 and "Traceback" not in err
+    assert "(needs top-1 agreement >= 99.9%, cosine >= 0.95)" in errors[0] and "--min-agreement 0.999" in errors[0]
+    assert "<= inf" not in err and "max|diff|" not in err and ">= 100%" not in err

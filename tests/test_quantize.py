@@ -60,7 +60,7 @@ def test_fp16_graph_keeps_float32_io(exported, tmp_path, name):
 def test_int8_qdq_structure_is_tensorrt_ready(exported, tmp_path, name):
     res = _int8(exported[name], tmp_path)
     m = onnx.load(str(res.path))
-    assert next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 13
+    assert next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 19  # float16 Q/DQ scales
     inits = _initializers(m)
     nodes = list(m.graph.node)
     qdq = [n for n in nodes if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
@@ -81,8 +81,8 @@ def test_int8_qdq_structure_is_tensorrt_ready(exported, tmp_path, name):
         assert scale.shape == (w.shape[out_axis],), "per-channel on the output-channel axis"
         axis = next((a.i for a in w_dq.attribute if a.name == "axis"), 1)
         assert axis == out_axis
-        if len(n.input) > 2:  # bias stays float
-            assert n.input[2] in inits and inits[n.input[2]].dtype == np.float32
+        if len(n.input) > 2:  # bias stays float (float16, as what else stays float: --float-dtype's default)
+            assert n.input[2] in inits and inits[n.input[2]].dtype == np.float16
         assert producers[n.input[0]].op_type == "DequantizeLinear"  # activations quantized too
     if name.startswith("nin"):
         gap = next(n for n in nodes if n.op_type in ("GlobalAveragePool", "ReduceMean"))  # TorchScript / dynamo
@@ -140,7 +140,7 @@ def test_bad_inputs(exported, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no images"):
         _int8(exported["nin-cifar10"], tmp_path, calib_data=str(tmp_path / "empty"))
-    with pytest.raises(DataError, match="too few calibration images"):
+    with pytest.raises(DataError, match="too few calibration images: --calib-count 8 asks for 8; INT8 needs at least 16"):
         _int8(exported["nin-cifar10"], tmp_path, calib_count=8)
     (tmp_path / "file").write_text("")
     with pytest.raises(OutputPathError, match="calibration cache"):
@@ -210,3 +210,32 @@ def test_every_calibration_method_at_a_count_not_a_multiple_of_the_batch(exporte
     """entropy and percentile used to fail on the ragged last batch (300 images in 16s leave 12)."""
     res = _int8(exported["nin-cifar10"], tmp_path, calib_count=37, calib_method=method)
     assert res.calib_images == 37 and res.agreement.passed
+
+
+def test_calib_count_messages_name_the_option_and_the_count_used(cli_run, exported, tmp_path):
+    """Too small a --calib-count is named as the cause; one above what the data has warns once, and the
+    manifest records the count used."""
+    src = exported["nin-cifar10"]
+    code, _, err = cli_run("quantize", src, "--int8", "--calib-data", "digits", "--calib-count", "1", "-o", tmp_path / "a.onnx")
+    assert_one_line_error(code, err, "--calib-count 1", "at least 16")
+    assert "usable" not in err and not (tmp_path / "a.onnx").exists()
+    args = ["--calib-count", "2000", "--eval-count", "16", "--no-calib-cache", "-o", tmp_path / "b.onnx"]
+    code, _, err = cli_run("quantize", src, "--int8", "--calib-data", "digits", *args)
+    assert code == 0, err
+    assert err.count("--calib-count 2,000 is more than the 1,438 images") == 1, err
+    options = read_manifest(tmp_path)["artifacts"]["b.onnx"]["options"]
+    assert options["calib_count"] == 1438 and options["calib_count_requested"] == 2000
+
+
+def test_entropy_changes_only_its_own_cache_key(exported):
+    """The TensorRT entropy is a new method: its key says so; minmax keys (the shipped caches) are as before."""
+    from nin_export.calibrate import ENTROPY_ALGORITHM
+    from nin_export.data import Preprocess
+    from nin_export.quantize import cache_key
+
+    m = onnx.load(str(exported["nin-cifar10"]))
+    pre = Preprocess((32, 32), 3, (0.5,) * 3, (0.5,) * 3)
+    x = np.zeros((2, 3, 32, 32), np.float32)
+    minmax = cache_key(m, x, pre, CalibMethod.MINMAX, "fp")
+    assert set(minmax) == {"model", "data", "inputs", "preprocess", "method", "count", "key"}
+    assert ENTROPY_ALGORITHM in cache_key(m, x, pre, CalibMethod.ENTROPY, "fp")["histogram"]
