@@ -98,7 +98,11 @@ def _measure_with_power(runner: Runner, feed: dict[str, np.ndarray], job: BenchJ
 def _time_batches(runner: Runner, job: BenchJob, power: tuple[PowerSampler | None, str]) -> dict[int, dict[str, Any]]:
     name = runner.input_names[0]
     out: dict[int, dict[str, Any]] = {}
+    fixed = runner.fixed_batch()
     for b in job.batches:
+        if fixed is not None and b != fixed:
+            out[b] = {"skipped": f"the artifact has a fixed batch of {fixed}: export it with a dynamic batch to measure {b}"}
+            continue
         x = np.random.default_rng(b).standard_normal((b, *job.input_shape)).astype(np.float32)
         try:
             st, energy = _measure_with_power(runner, {name: x}, job, *power)

@@ -6,12 +6,20 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .errors import FileFormatError, OutputPathError, first_line
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks, the PID and age checks still stand
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "atomic_path",
@@ -23,6 +31,7 @@ __all__ = [
     "check_outputs",
     "sweep_stale_temps",
     "temp_prefix",
+    "temp_dir",
 ]
 
 _TMP_SUFFIX = ".tmp"
@@ -45,10 +54,24 @@ def ensure_dir(path: str | os.PathLike, what: str = "output directory", hint: st
     return p
 
 
-def temp_prefix(name: str) -> str:
-    """Temporary names carry the writer's PID, so that a later run can tell a killed run's leftovers
-    (whose process is gone) from a file another run is still writing."""
-    return f".{name}.nin-{os.getpid()}-"
+# Temporary names: ".<name>.nin-<pid>-<run token>-<8 random>[<suffix>.tmp]". The run token is new in every
+# process, so a sweep never takes a name another run (or a user) chose; the writer holds an flock on each
+# temporary file and folder while it lives, so a sweep in another container (whose PIDs mean nothing here)
+# leaves a live one alone.
+RUN_TOKEN = secrets.token_hex(6)
+RUN_STARTED = time.time()
+_NAME_MAX = 255  # bytes, the usual limit of one path component
+_TEMP_RE = re.compile(r"^\.(?P<name>.*)\.nin-(?P<pid>\d+)-(?P<token>[0-9a-f]{12})-(?P<rand>[a-z0-9_]{8})(?P<suffix>.*)$", re.S)
+
+
+def temp_prefix(name: str, reserve: int = 0) -> str:
+    """The start of a temporary name for ``name``: shortened so that the whole temporary name (with the 8
+    random characters and ``reserve`` bytes of suffix) stays within one path component's 255 bytes."""
+    fixed = f".nin-{os.getpid()}-{RUN_TOKEN}-"
+    budget = _NAME_MAX - 1 - len(fixed) - 8 - reserve
+    while len(os.fsencode(name)) > budget:
+        name = name[:-1]
+    return f".{name}{fixed}"
 
 
 def _alive(pid: int) -> bool:
@@ -59,6 +82,54 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _hold(path: Path, fd: int | None = None) -> int | None:
+    """An exclusive flock on ``path`` (a file or a folder), held while the returned descriptor is open."""
+    if fcntl is None:
+        return fd
+    try:
+        fd = os.open(path, os.O_RDONLY) if fd is None else fd
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass  # a file system without locks: the PID and age checks still stand
+    return fd
+
+
+def _held(path: Path) -> bool:
+    """Whether some process holds ``path``'s flock (a live writer, possibly in another container)."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return True  # unreadable: not ours to judge
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _stale(p: Path) -> bool:
+    """A temporary file or folder a killed nin-export run left: our exact name pattern, another run's token,
+    older than this run, its process gone, and no lock on it."""
+    m = _TEMP_RE.match(p.name)
+    if m is None or m["token"] == RUN_TOKEN or p.is_symlink():
+        return False
+    suffix_ok = m["suffix"].endswith(_TMP_SUFFIX) if p.is_file() else (m["suffix"] == "" and p.is_dir())
+    if not suffix_ok:
+        return False
+    try:
+        if p.lstat().st_mtime >= RUN_STARTED:
+            return False
+    except OSError:
+        return False
+    return not _alive(int(m["pid"])) and not _held(p)
 
 
 _SWEPT: set[str] = set()  # directories already swept by this process
@@ -73,12 +144,8 @@ def sweep_stale_temps(directory: str | os.PathLike) -> list[Path]:
     if key in _SWEPT or not d.is_dir():
         return removed
     _SWEPT.add(key)
-    for p in d.glob(".*.nin-*-*"):
-        try:
-            pid = int(p.name.rsplit(".nin-", 1)[1].split("-", 1)[0])
-        except (IndexError, ValueError):
-            continue
-        if pid == os.getpid() or _alive(pid):
+    for p in d.glob(".*.nin-*"):
+        if not _stale(p):
             continue
         try:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -86,6 +153,20 @@ def sweep_stale_temps(directory: str | os.PathLike) -> list[Path]:
         except OSError:
             pass
     return removed
+
+
+@contextlib.contextmanager
+def temp_dir(parent: str | os.PathLike, name: str) -> Iterator[Path]:
+    """A temporary folder in ``parent`` (swept first), locked while it lives, removed with its contents."""
+    sweep_stale_temps(parent)
+    d = Path(tempfile.mkdtemp(prefix=temp_prefix(name), dir=parent))
+    fd = _hold(d)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+        if fd is not None:
+            os.close(fd)
 
 
 def _same_file_key(p: Path) -> tuple:
@@ -126,10 +207,11 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         sweep_stale_temps(dest.parent)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=temp_prefix(dest.name), suffix=suffix + _TMP_SUFFIX)
+        end = suffix + _TMP_SUFFIX
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=temp_prefix(dest.name, len(os.fsencode(end))), suffix=end)
     except OSError as e:
         raise OutputPathError(f"cannot write '{dest}': {e.strerror or e}; choose another path") from None
-    os.close(fd)
+    _hold(Path(tmp), fd)  # held open and locked while the temporary file lives
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are ordinary files
     try:
@@ -137,6 +219,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp_path, dest)
     finally:
         tmp_path.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -4,9 +4,7 @@ to ``results.json`` as they finish, so Ctrl-C keeps what was measured."""
 
 from __future__ import annotations
 
-import multiprocessing as _mp
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +14,7 @@ import torch
 
 from ._bench_worker import BenchJob, crosscheck_job, run_job
 from ._io import atomic_path, check_outputs, ensure_dir, write_json
+from ._proc import spawn_call
 from .data import Preprocess, open_source
 from .defaults import DEFAULT_BATCHES, DEFAULT_DATA, DEFAULT_IDLE_S, DEFAULT_IDLE_SETTLE_S
 from .enums import Int8Target, Precision
@@ -27,7 +26,7 @@ from .parse import batch_profile_for
 from .quantize import QuantizeOptions, quantize
 from .results import new_results
 from .runtimes import RUNTIMES, ArtifactKind, RunTarget, Runtime, get_runtime
-from .summary import summarize
+from .summary import check_memory, summarize
 from .timing import TimingOptions
 from .trt import BuildOptions, read_sidecar, sidecar_path
 from .trt.convert import engine_from_onnx
@@ -119,6 +118,7 @@ def _model_info(cfg: BenchConfig, name: str, d: Path) -> _Prepared:
     torch.manual_seed(cfg.seed)
     model = build_model(name, cfg.weights.get(name), **cfg.model_kwargs.get(name, {}))
     c, (h, w) = model.config["in_channels"], model.config["input_size"]
+    check_memory(model, (c, h, w), max(cfg.batches), "--batch")
     s = summarize(model, (c, h, w))
     ckpt = Path(cfg.weights[name]) if name in cfg.weights else d / f"{name}.pt"
     if name not in cfg.weights:  # the workers rebuild the same random-init model from this
@@ -211,11 +211,15 @@ def _ort_cpu_graph(
         prep.ort_cpu_problem = ("failed", f"int8 graph for onnxruntime CPU: {first_line(e)}")
 
 
-def engine_precision(engine: Path) -> tuple[Precision, str | None]:
+def engine_precision(engine: Path, model: str | None = None) -> tuple[Precision, str | None]:
     """An engine's precision: from its sidecar, or for a plain plan (trtexec's) from its file name
-    (".fp16." / ".int8."; else FP32), with a note saying so."""
+    (".fp16." / ".int8."; else FP32), with a note saying so. With ``model``, an engine whose sidecar names
+    another model is refused: it would be measured as this one's."""
     if sidecar_path(engine).exists():
-        return Precision(read_sidecar(engine, verify=False)["precision"]), None
+        side = read_sidecar(engine, verify=False)
+        if model is not None and side.get("model") not in (None, model):
+            raise NinExportError(f"engine '{engine}' was built from {side['model']}, not {model}: give it for that model")
+        return Precision(side["precision"]), None
     tokens = engine.name.lower().split(".")
     prec = next((p for p in (Precision.INT8, Precision.FP16) if p.value in tokens), Precision.FP32)
     return prec, f"{engine.name} has no sidecar (a plain plan): taken as {prec.value.upper()} from its name"
@@ -306,7 +310,9 @@ class _Run:
         for b in self.cfg.batches:
             st, why, lat, extra = status, reason, None, {}
             pb = (res or {}).get("batches", {}).get(b)
-            if res is not None and (pb is None or "error" in pb):
+            if pb is not None and "skipped" in pb:
+                st, why = "skipped", pb["skipped"]
+            elif res is not None and (pb is None or "error" in pb):
                 st, why = "failed", (pb or {}).get("error", "not measured")
             elif pb is not None:
                 lat, extra = pb["latency_ms"], {k: v for k, v in pb.items() if k != "latency_ms"}
@@ -494,9 +500,12 @@ def run_bench(
 
 
 def _spawn(fn: Callable[[Any], dict[str, Any]], arg: Any) -> dict[str, Any]:
-    """Run one job in a fresh process (spawn: nothing inherited, so its peak RSS is its own)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=_mp.get_context("spawn")) as pool:
-        return pool.submit(fn, arg).result()
+    """Run one job in a fresh process (spawn: nothing inherited, so its peak RSS is its own) that ends with
+    this one, however this one ends; a worker that dies (out of memory, say) fails its row with the reason."""
+    try:
+        return spawn_call(fn, arg)
+    except RuntimeError as e:
+        return {"error": first_line(e), "status": "failed", "reason": first_line(e)}
 
 
 def _verify_engines(run: _Run, name: str, prep: _Prepared) -> None:

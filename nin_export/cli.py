@@ -16,6 +16,7 @@ from rich.table import Table
 
 from . import __version__
 from ._format import fmt_bytes, fmt_int, fmt_macs
+from ._proc import Terminated, handle_termination, signal_name
 from .defaults import (
     DEFAULT_AGREEMENT_FLOOR,
     DEFAULT_BATCH_PROFILE,
@@ -41,7 +42,8 @@ from .defaults import (
 )
 from .enums import CalibMethod, Exporter, Int8Target, Optimizer, Precision, Quantizer
 from .errors import NinExportError, first_line
-from .runtimes import RUNTIMES, runtime_help
+from .parse import cap_threads
+from .runtimes import RUNTIMES, get_runtime, runtime_help
 from .timing import TimingOptions
 from .trt._api import TrtFlavour
 
@@ -57,11 +59,36 @@ def _debug() -> bool:
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def _one_line(e: BaseException) -> str:
+# What to lower, per command, when memory runs out
+_OOM_OPTION = {
+    "onnx": "--batch or --input-size",
+    "train": "--batch-size or --input-size",
+    "bench": "--batch",
+    "quantize": "--calib-count or --eval-count",
+    "sensitivity": "--calib-count or --eval-count",
+    "trt": "--batch (the profile's maximum) or --workspace",
+    "eval": "--limit",
+    "pipeline": "the [train] batch_size or the [bench] batches",
+}
+_OOM_SIGNS = ("out of memory", "can't allocate memory", "cannot allocate memory", "std::bad_alloc", "failed to allocate")
+
+
+def _out_of_memory(e: BaseException, command: str | None) -> str | None:
+    """One line for running out of memory anywhere (torch, onnxruntime, numpy, TensorRT), naming what to lower."""
+    text = str(e).lower()
+    if not isinstance(e, MemoryError) and not any(sign in text for sign in _OOM_SIGNS):
+        return None
+    what = _OOM_OPTION.get(command or "", "the batch size or input size")
+    return f"out of memory ({type(e).__name__}: {first_line(e, 120)}): lower {what}"
+
+
+def _one_line(e: BaseException, command: str | None = None) -> str:
     """What the user reads: the message of our own errors, the cause of a system error, the type and
     first line of anything else (with the way to see the traceback)."""
     if isinstance(e, NinExportError):
         return str(e)
+    if (oom := _out_of_memory(e, command)) is not None:
+        return oom
     if isinstance(e, click.ClickException):
         return f"{e.format_message()} (see --help)"
     if isinstance(e, OSError) and e.strerror:
@@ -86,10 +113,16 @@ class Cli(click.Group):
         if "--debug" in argv[:1]:  # a global switch, before the command
             os.environ[DEBUG_ENV] = "1"
             argv = argv[1:]
+        if not argv:  # bare 'nin-export': the help, as 'nin-export --help' prints it
+            argv = ["--help"]
         if not _debug():  # libraries' own warnings are not the user's business; --debug shows them
             warnings.simplefilter("ignore")
+        handle_termination()  # SIGTERM and SIGHUP end a command as Ctrl-C does: temporary files and children cleaned up
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except Terminated as e:
+            err_console.print(f"interrupted by {signal_name(e.signum)}: temporary files removed, nothing half-written kept")
+            sys.exit(128 + e.signum)
         except (click.Abort, KeyboardInterrupt):
             err_console.print("interrupted")
             sys.exit(130)
@@ -98,7 +131,7 @@ class Cli(click.Group):
                 import traceback
 
                 traceback.print_exc()
-            lines = _one_line(e).splitlines() or [type(e).__name__]
+            lines = _one_line(e, argv[0] if argv else None).splitlines() or [type(e).__name__]
             err_console.print(f"[bold red]error:[/] {escape(' '.join(line.strip() for line in lines))}", soft_wrap=True)
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -131,9 +164,10 @@ def _print_headlines(heads: list[dict[str, Any]], with_machine: bool = True) -> 
     for h in heads:
         lat = ", ".join(f"{k} {v:.2f}x" for k, v in h["latency_ratio_batch1"].items() if v)
         who = f"{h['machine']}: " if with_machine else ""
+        x = {k: f"{h[k]:.2f}x" if h[k] else "-" for k in ("params_ratio", "fp32_weight_ratio", "macs_ratio")}
         console.print(
-            f"[bold]{escape(who)}{h['baseline']} / {h['model']}[/]: params {h['params_ratio']:.2f}x, FP32 weights "
-            f"{h['fp32_weight_ratio']:.2f}x, MACs {h['macs_ratio']:.2f}x; batch-1 median latency {lat or '-'}"
+            f"[bold]{escape(who)}{escape(h['baseline'])} / {escape(h['model'])}[/]: params {x['params_ratio']}, FP32 "
+            f"weights {x['fp32_weight_ratio']}, MACs {x['macs_ratio']}; batch-1 median latency {lat or '-'}"
         )
 
 
@@ -872,11 +906,18 @@ def trt_cmd(
 # --- bench / report ------------------------------------------------------------------------------
 
 
-def _csv_list(value: str, what: str, choices: list[str]) -> list[str]:
+def _csv_list(value: str, what: str, choices: list[str], same: Callable[[str], str] = str) -> list[str]:
+    """A comma-separated choice list; an entry given twice (or under two names ``same`` maps together, an
+    alias beside its name) is refused: it would be measured once and look like a typo's silent fix."""
     items = [v.strip() for v in value.split(",") if v.strip()]
     bad = [v for v in items if v not in choices]
     if not items or bad:
         raise NinExportError(f"bad --{what} '{value}': choose from {', '.join(choices)}, comma-separated")
+    seen: dict[str, str] = {}
+    for v in items:
+        if same(v) in seen:
+            raise NinExportError(f"bad --{what} '{value}': '{v}' is given twice (as '{seen[same(v)]}' too); name each once")
+        seen[same(v)] = v
     return items
 
 
@@ -887,10 +928,16 @@ def _given_engines(cfg: Any, engines: tuple[str, ...], baseline_engines: tuple[s
         for p in paths:
             if not Path(p).is_file():
                 raise NinExportError(f"engine '{p}' not found")
-            prec, note = engine_precision(Path(p))
+            prec, note = engine_precision(Path(p), name)
             if note:
                 _warn([note])
-            cfg.artifacts.setdefault(name, {})[f"engine-{prec.value}"] = p
+            given = cfg.artifacts.setdefault(name, {})
+            if f"engine-{prec.value}" in given:
+                raise NinExportError(
+                    f"two {prec.value.upper()} engines of {name}: '{given[f'engine-{prec.value}']}' and '{p}'; "
+                    f"give one engine per precision"
+                )
+            given[f"engine-{prec.value}"] = p
 
 
 def _bench_config(
@@ -932,13 +979,14 @@ def _bench_config(
         verify_trt=verify_trt,
     )
     if backends:
-        cfg.runtimes = _csv_list(backends, "backends", [r.alias for r in RUNTIMES] + [r.name for r in RUNTIMES])
+        names = [r.alias for r in RUNTIMES] + [r.name for r in RUNTIMES]
+        cfg.runtimes = _csv_list(backends, "backends", names, same=lambda v: get_runtime(v).name)
     if precisions:
         cfg.precisions = [Precision(p) for p in _csv_list(precisions, "precisions", [p.value for p in Precision])]
     if batches:
         cfg.batches = parse_batch_list(batches)
-    if threads is not None and threads < 1:
-        raise NinExportError(f"--threads must be at least 1, got {threads}")
+    cfg.threads, note = cap_threads(threads)
+    _warn([note] if note else [])
     cfg.weights = {n: w for (n, _), w in zip(cfg.pair(), (weights, baseline_weights)) if w}
     _given_engines(cfg, engines, baseline_engines)
     return cfg
@@ -1171,6 +1219,8 @@ def train_cmd(model: str, data: str, output: str | None, **kw: Any) -> None:
     from .train import TrainOptions, train
 
     opts = TrainOptions(**kw)
+    opts.threads, note = cap_threads(opts.threads)
+    _warn([note] if note else [])
     dest = output or f"{model}.pt"
     with _bar() as bar:
         task = bar.add_task("training", total=None)
@@ -1278,6 +1328,9 @@ def pipeline_cmd(model, baseline, data, weights, baseline_weights, epochs, confi
     _print_headlines(summary["headline"], with_machine=False)
     console.print(f"ran {len(summary['ran'])} steps, skipped {len(summary['skipped'])} up to date")
     console.print(escape(f"report: {summary['report']}"))
+    if summary["failed"]:  # everything that could run did; the run still failed
+        _warn([f"{stage} failed: {why}" for stage, why in summary["failed"].items()])
+        raise NinExportError(f"{len(summary['failed'])} step(s) failed: {', '.join(summary['failed'])} (see the warnings above)")
 
 
 def main() -> None:

@@ -78,8 +78,11 @@ def load_settings(cls: type[T], path: str | os.PathLike) -> T:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise FileFormatError(f"cannot read config '{p}': {getattr(e, 'strerror', None) or e}") from None
+    kind = {".toml": "TOML", ".json": "JSON"}.get(p.suffix.lower())  # the suffix in any case: .TOML is TOML
+    if kind is None:
+        raise FileFormatError(f"config '{p}': name it .toml or .json, so its format is known")
     try:
-        if p.suffix == ".toml":
+        if kind == "TOML":
             import tomllib  # Python 3.11+
 
             data = tomllib.loads(text)
@@ -88,7 +91,7 @@ def load_settings(cls: type[T], path: str | os.PathLike) -> T:
     except ImportError:
         raise FileFormatError("TOML configs need Python 3.11+; write the config as JSON") from None
     except ValueError as e:
-        raise FileFormatError(f"config '{p}' is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
+        raise FileFormatError(f"config '{p}' is not valid {kind}: {e}") from None
     try:
         return from_dict(cls, data)
     except FileFormatError as e:

@@ -128,9 +128,11 @@ class Samples:
     y: np.ndarray | None
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     converted: dict[str, int] = field(default_factory=dict)  # "L->RGB" -> count
+    scaled: str | None = None  # integer arrays: how their values became inputs
 
     def notes(self) -> list[str]:
         out = [f"skipped {n} {why}" for why, n in self.skipped.items() if n]
+        out += [self.scaled] if self.scaled else []
         out += [
             f"converted {n} images from {conv.replace('->', ' to ')} to match the model's channels"
             for conv, n in self.converted.items()
@@ -246,9 +248,11 @@ class ArrayFile(DataSource):
                 raise DataError(f"'{path}' holds no arrays")
             arr = data[xkey]
             ykey = next((k for k in ("y", "labels", "targets") if k in keys), None)
-            labels = data[ykey].astype(np.int64) if ykey else None
+            labels = data[ykey] if ykey else None
         else:
             arr = data
+        arr, self.scaled = _pixel_array(arr, path)
+        labels = _labels(labels, len(arr) if arr.ndim == 4 else 1, path)
         if arr.ndim == 3:
             arr = arr[None]
         if arr.ndim != 4 or tuple(arr.shape[1:]) != pre.shape:
@@ -268,10 +272,14 @@ class ArrayFile(DataSource):
     def load(self, indices: Sequence[int]) -> Samples:
         idx = np.asarray(indices, np.int64)
         x = self.x[idx]
-        x = self.pre.normalize(x.astype(np.float32) / 255.0) if x.dtype == np.uint8 else x.astype(np.float32)
+        if self.scaled is not None:  # integer pixels: to [0, 1] by their range, then the model's normalization
+            x = self.pre.normalize(x.astype(np.float32) / self.scaled[0])
+        else:
+            x = x.astype(np.float32)
         if not np.isfinite(x).all():
             raise DataError(f"'{self.path}' holds NaN or infinite values: clean the array before calibrating or evaluating")
-        return Samples(x, self.y[idx] if self.y is not None else None)
+        scaled = None if self.scaled is None else f"{self.path.name}: {self.scaled[1]}"
+        return Samples(x, self.y[idx] if self.y is not None else None, scaled=scaled)
 
 
 class Digits(DataSource):
@@ -330,6 +338,61 @@ class Synthetic(DataSource):
             ),
             None,
         )
+
+
+def _pixel_array(arr: np.ndarray, path: Path) -> tuple[np.ndarray, tuple[float, str] | None]:
+    """The array and, for integer pixels, (the divisor to [0, 1], what was done): uint8 by 255, uint16 by 65535,
+    other integers by the range their values fill (0..255 or 0..65535), as images are. Floats are taken as
+    already preprocessed; booleans, complex numbers and objects are refused."""
+    kind = arr.dtype.kind
+    if kind == "f":
+        return arr, None
+    if kind not in "iu":
+        raise DataError(f"'{path}' holds {arr.dtype} values; give images as uint8/uint16 pixels or preprocessed float32")
+    lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+    if arr.dtype == np.uint8 or (arr.dtype != np.uint16 and lo >= 0 and hi <= 255):
+        return arr, (255.0, f"{arr.dtype} values taken as 8-bit pixels (0..255), scaled to [0, 1] and normalized")
+    if arr.dtype == np.uint16 or (lo >= 0 and hi <= 65535):
+        return arr, (65535.0, f"{arr.dtype} values taken as 16-bit pixels (0..65535), scaled to [0, 1] and normalized")
+    raise DataError(
+        f"'{path}' holds {arr.dtype} values from {lo} to {hi}, which are no pixel values (0..255 or 0..65535): "
+        f"scale them, or save preprocessed float32"
+    )
+
+
+def _labels(labels: np.ndarray | None, n: int, path: Path) -> np.ndarray | None:
+    """Class indices: one non-negative integer per image. One-hot rows, floats with fractions, negatives and a
+    count that differs from the images' are refused with what to do."""
+    if labels is None:
+        return None
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise DataError(f"labels in '{path}' have shape {y.shape}: give one class index per image (argmax one-hot labels)")
+    if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all())):
+        raise DataError(f"labels in '{path}' are {y.dtype} values that are not class indices: give integers 0..classes-1")
+    if len(y) and y.min() < 0:
+        raise DataError(f"labels in '{path}' include {int(y.min())}: class indices start at 0")
+    if len(y) != n:
+        raise DataError(f"'{path}' has {n} images but {len(y)} labels: give one label per image")
+    return y.astype(np.int64)
+
+
+def align_classes(source: DataSource, classes: list[str] | None, num_classes: int | None) -> None:
+    """Make ``source``'s labels the model's class indices, or refuse data that cannot be scored against it:
+    class folders are matched to the model's class names by name (a subset is fine), never by sort order;
+    labels beyond the model's class count are refused."""
+    if source.classes is None:
+        return
+    if isinstance(source, ImageFolder) and classes:
+        unknown = [c for c in source.classes if c not in classes]
+        if unknown:
+            raise DataError(
+                f"{source.name} has class folders the model was not trained on ({', '.join(unknown[:5])}); its classes "
+                f"are {', '.join(classes[:10])}{'...' if len(classes) > 10 else ''}: name the folders after them"
+            )
+        source.classes = list(classes)  # labels are looked up by name in the model's order
+    if num_classes is not None and len(source.classes) > num_classes:
+        raise DataError(f"{source.name} has {len(source.classes)} classes and the model {num_classes}: give data of its classes")
 
 
 def open_source(spec: str | os.PathLike, pre: Preprocess, allow_synthetic: bool = False) -> DataSource:

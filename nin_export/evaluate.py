@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import DataError, open_source
+from .data import DataError, align_classes, open_source
 from .errors import NinExportError
 from .meta import ModelMeta
 from .models import get_spec, load_checkpoint
@@ -92,6 +92,7 @@ def evaluate(
     spec = get_spec(name)
     pre = meta.preprocess(spec)
     source = open_source(data, pre)
+    align_classes(source, meta.classes, meta.num_classes or spec.num_classes)
     _, test = source.split()
     held = source.load(test[:limit] if limit else test)
     if held.y is None:

@@ -7,7 +7,6 @@ import importlib.util
 import inspect
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,17 +17,17 @@ import torch
 from torch import nn
 
 from . import __version__
-from ._io import atomic_path, check_outputs, ensure_dir, sha256_file, sweep_stale_temps, temp_prefix
+from ._io import atomic_path, check_outputs, ensure_dir, sha256_file, temp_dir
 from .data import Preprocess
 from .defaults import DYNAMO_OPSET, TORCHSCRIPT_OPSET
 from .enums import Exporter
 from .errors import BackendUnavailableError, InputSizeError, NinExportError, OnnxFileError, VerificationError, first_line
-from .manifest import MANIFEST_NAME, record_artifact
+from .manifest import MANIFEST_NAME, check_manifest, record_artifact
 from .meta import ModelMeta
 from .onnx_utils import count_nodes, load_onnx, opset_of, set_metadata
 from .runners.onnxrt import OrtRunner
 from .runners.torch_runner import TorchRunner
-from .summary import summarize
+from .summary import check_memory, summarize
 from .verify import FP32_TOLERANCE, Agreement, Tolerance, compare, random_inputs
 
 __all__ = [
@@ -287,14 +286,15 @@ def export_model(
     out = ensure_dir(out_dir)
     model = model.eval()
     shapes = verification_shapes(model, opts)
+    check_memory(model, shapes[0][1:], max(s[0] for s in shapes), "--batch (or --input-size)")
     meta = model_metadata(model, model.spec.name, weights, opts.batch, opts.dynamic_hw).to_dict()
     exporter, opset = opts.resolved()
     c, (h, w) = model.config["in_channels"], model.config["input_size"]
     onnx_path, sim_path = out / f"{name}.onnx", out / f"{name}.sim.onnx"
     check_outputs([onnx_path, *([sim_path] if opts.simplify else []), out / MANIFEST_NAME], [weights] if weights else [])
-    sweep_stale_temps(out)
+    check_manifest(out)
     say(f"exporting {name} to ONNX (opset {opset}, {exporter.value} exporter)")
-    with tempfile.TemporaryDirectory(prefix=temp_prefix("export"), dir=out) as tmp:
+    with temp_dir(out, "export") as tmp:
         raw = Path(tmp) / "raw.onnx"  # never renamed onto onnx_path: only the checked proto is written there
         proto = _torch_export(model, raw, (opts.batch or 1, c, h, w), opts, exporter, opset)
     set_metadata(proto, meta)

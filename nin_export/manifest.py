@@ -11,8 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from ._io import sha256_file, write_json
+from .errors import NinExportError
 
-__all__ = ["MANIFEST_NAME", "tool_versions", "record_artifact", "read_manifest", "lineage"]
+__all__ = ["MANIFEST_NAME", "tool_versions", "record_artifact", "read_manifest", "check_manifest", "lineage", "ManifestError"]
+
+
+class ManifestError(NinExportError):
+    """A manifest.json that nin-export did not write, or one that is damaged: left alone, never reset."""
+
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -29,16 +35,42 @@ def tool_versions(*extra: str) -> dict[str, str]:
     return out
 
 
+PRODUCER = "nin-export"
+
+
+def _is_ours(data: Any) -> bool:
+    """A manifest nin-export wrote: its producer mark, or (before the mark) version 1 with artifact records."""
+    if not isinstance(data, dict) or not isinstance(data.get("artifacts"), dict):
+        return False
+    if data.get("producer") == PRODUCER:
+        return True
+    records = data["artifacts"].values()
+    return data.get("version") == MANIFEST_VERSION and all(isinstance(r, dict) and "sha256" in r and "kind" in r for r in records)
+
+
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
+    """The manifest in ``directory`` (an empty one where there is none). A manifest nin-export did not write,
+    or one that is damaged, is refused with one line and left exactly as it is: never reset, never replaced."""
     path = Path(directory) / MANIFEST_NAME
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-            if isinstance(data, dict) and isinstance(data.get("artifacts"), dict):
-                return data
-        except (OSError, json.JSONDecodeError):
-            pass  # a broken manifest is rebuilt, never trusted
-    return {"version": MANIFEST_VERSION, "artifacts": {}}
+    if not path.exists():
+        return {"producer": PRODUCER, "version": MANIFEST_VERSION, "artifacts": {}}
+    keep = "nin-export leaves it as it is: move it aside or write elsewhere (-o)"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"cannot read the manifest '{path}' ({getattr(e, 'strerror', None) or e}); {keep}") from None
+    except json.JSONDecodeError as e:
+        raise ManifestError(
+            f"the manifest '{path}' is damaged (not valid JSON: {e.msg}, line {e.lineno}); {keep}, or repair it"
+        ) from None
+    if not _is_ours(data):
+        raise ManifestError(f"'{path}' was not written by nin-export (it holds no artifact records); {keep}")
+    return data
+
+
+def check_manifest(directory: str | os.PathLike) -> None:
+    """Before any work: the manifest a command will add to is nin-export's and whole (or not there yet)."""
+    read_manifest(directory)
 
 
 def record_artifact(
@@ -68,6 +100,7 @@ def record_artifact(
     if extra:
         entry.update(extra)
     data = read_manifest(path.parent)
+    data["producer"] = PRODUCER
     data["artifacts"][path.name] = entry
     write_json(path.parent / MANIFEST_NAME, data)
     return entry
@@ -76,7 +109,7 @@ def record_artifact(
 def lineage(path: str | os.PathLike) -> list[Path]:
     """``path`` and the artifacts it was made from, as its directory's manifest records them (parent,
     grandparent, ...): the files a command reading ``path`` must never overwrite."""
-    path = Path(path)
+    path = Path(os.path.realpath(path))  # through a symlink: the lineage is where the file really is
     arts = read_manifest(path.parent)["artifacts"]
     out, name = [path], path.name
     while name in arts and arts[name].get("parent") and len(out) < 32:

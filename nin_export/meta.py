@@ -54,6 +54,9 @@ _CHECKS: dict[str, tuple[Any, str]] = {
 }
 
 
+MIN_STD = 1e-3  # normalization stds of images in [0, 1] are about 0.2; below this, the metadata is broken
+
+
 @dataclass
 class ModelMeta:
     """What a checkpoint, an ONNX or an engine says about its model. ``None``: not recorded."""
@@ -98,9 +101,23 @@ class ModelMeta:
                 value = tuple(value)
             kw[key] = value
         meta = cls(**kw, extra={k: v for k, v in data.items() if k not in known})
-        if meta.mean and meta.std and len(meta.mean) != len(meta.std):
-            raise FileFormatError(f"{source}: metadata has {len(meta.mean)} means but {len(meta.std)} stds; re-export it")
+        if (why := meta._contradiction()) is not None:
+            raise FileFormatError(f"{source}: the metadata contradicts itself ({why}); re-export it (or retrain the checkpoint)")
         return meta
+
+    def _contradiction(self) -> str | None:
+        """Fields that cannot all be true: the counts of means, stds, channels and class names, a std that would
+        blow the inputs up."""
+        if self.mean and self.std and len(self.mean) != len(self.std):
+            return f"{len(self.mean)} means but {len(self.std)} stds"
+        for what, v in (("means", self.mean), ("stds", self.std)):
+            if v and self.in_channels and len(v) not in (1, self.in_channels):
+                return f"{len(v)} {what} for {self.in_channels} input channels"
+        if self.std and min(self.std) < MIN_STD:
+            return f"a std of {min(self.std):g}, below {MIN_STD:g}: inputs would be scaled by {1 / min(self.std):.3g}"
+        if self.classes and self.num_classes and len(self.classes) != self.num_classes:
+            return f"{len(self.classes)} class names for {self.num_classes} classes"
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """A flat, JSON-ready dict (the layout checkpoints and ONNX files have always carried)."""

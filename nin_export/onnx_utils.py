@@ -189,6 +189,12 @@ def check_metadata_matches_graph(meta: Any, model: onnx.ModelProto, where: str |
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
     if len(dims) != 4:
         raise OnnxFileError(f"'{where}' takes a {len(dims)}-d input; nin-export models take NCHW images")
+    outs = [d.dim_value if d.HasField("dim_value") else None for d in model.graph.output[0].type.tensor_type.shape.dim]
+    if meta.num_classes and len(outs) == 2 and outs[1] not in (None, meta.num_classes):
+        raise OnnxFileError(
+            f"'{where}' metadata says {meta.num_classes} classes but the graph has {outs[1]} outputs: "
+            f"re-export it with 'nin-export onnx'"
+        )
     said = [meta.in_channels, *(meta.input_size or (None, None))]
     for d, m in zip(dims[1:], said):
         if d is not None and m is not None and d != m:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 from .errors import InputSizeError, NinExportError
 
-__all__ = ["parse_input_size", "parse_shape", "parse_batch_profile", "parse_batch", "parse_batch_list", "batch_profile_for"]
+__all__ = [
+    "parse_input_size",
+    "parse_shape",
+    "parse_batch_profile",
+    "parse_batch",
+    "parse_batch_list",
+    "batch_profile_for",
+    "cap_threads",
+]
 
 
 def parse_input_size(value: int | str | Sequence[int] | None) -> tuple[int, int] | None:
@@ -82,6 +91,9 @@ def parse_batch_list(value: str) -> list[int]:
         raise NinExportError(f"bad --batch '{value}': give batch sizes like 1,8,32") from None
     if not out or min(out) < 1:
         raise NinExportError(f"bad --batch '{value}': batch sizes must be positive, like 1,8,32")
+    if len(set(out)) != len(out):
+        twice = sorted({b for b in out if out.count(b) > 1})
+        raise NinExportError(f"bad --batch '{value}': {', '.join(map(str, twice))} given twice; name each size once")
     return out
 
 
@@ -90,3 +102,16 @@ def batch_profile_for(batches: Sequence[int]) -> tuple[int, int, int]:
     pipeline share)."""
     top = max(batches)
     return 1, max(1, top // 2), top
+
+
+def cap_threads(threads: int | None) -> tuple[int | None, str | None]:
+    """``threads`` capped at this machine's CPU count (more only thrash, and 100,000 of them exhaust memory),
+    with a note saying so; values below 1 are refused."""
+    if threads is None:
+        return None, None
+    if threads < 1:
+        raise NinExportError(f"--threads must be at least 1, got {threads}")
+    cpus = os.cpu_count() or 1
+    if threads > cpus:
+        return cpus, f"--threads {threads} is more than this machine's {cpus} CPUs: using {cpus}"
+    return threads, None

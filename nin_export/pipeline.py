@@ -29,7 +29,7 @@ from .errors import NinExportError
 from .evaluate import evaluate
 from .export import ExportOptions, export_model
 from .models import DEFAULT_MODEL, build_model, get_spec
-from .parse import batch_profile_for
+from .parse import batch_profile_for, cap_threads
 from .quantize import DEFAULT_CACHE_DIR, DEFAULT_CALIB_COUNT, DEFAULT_EVAL_COUNT, QuantizeOptions, quantize
 from .report import render_report
 from .timing import TimingOptions
@@ -170,6 +170,20 @@ class _State:
             )
         self.ran: list[str] = []
         self.skipped: list[str] = []
+        self.failed: dict[str, str] = {}  # stage -> why: the run goes on where it can, then exits 1
+
+    def owns(self, path: Path) -> bool:
+        """Whether this pipeline made ``path`` as it is now (a stage recorded it with this sha256)."""
+        return any(_sha(path) == st.get("outputs", {}).get(str(path)) for st in self.data["stages"].values())
+
+    def check_foreign(self, name: str, outputs: list[Path]) -> None:
+        """Refuse to run a stage over a file this pipeline did not make (or that was changed since)."""
+        for o in outputs:
+            if Path(o).is_file() and not self.owns(Path(o)):
+                raise NinExportError(
+                    f"{name}: '{o}' exists and this pipeline did not make it (or it changed since): nin-export does not "
+                    f"overwrite it; move it aside or choose another -o"
+                )
 
     def stage(self, name: str, key_parts: dict[str, Any], outputs: list[Path], fn: Callable[[], Any]) -> Any:
         key = hashlib.sha256(json.dumps({**key_parts, "nin-export": __version__}, sort_keys=True, default=str).encode()).hexdigest()
@@ -178,6 +192,7 @@ class _State:
             self.say(f"{name}: up to date, skipped")
             self.skipped.append(name)
             return prev.get("result")
+        self.check_foreign(name, outputs)
         self.say(f"{name}: running")
         t0 = time.perf_counter()
         result = fn()
@@ -202,6 +217,15 @@ def _weights(cfg: PipelineConfig, state: _State, name: str, d: Path, say: Say) -
         return ckpt
     ckpt = d / f"{name}.pt"
     kw = cfg.model_kwargs.get(name, {})
+    if ckpt.is_file() and not state.owns(ckpt):  # a checkpoint the user put there: used if it fits, never retrained over
+        try:
+            build_model(name, ckpt, **kw)
+        except NinExportError as e:
+            raise NinExportError(
+                f"'{ckpt}' exists, this pipeline did not make it, and it does not fit {name} ({e}); move it aside"
+            ) from None
+        say(f"{name}/train: using the checkpoint already at {ckpt} (not made by this pipeline; it fits {name})")
+        return ckpt
     t = cfg.train
     topts = TrainOptions(
         epochs=t.epochs,
@@ -274,6 +298,7 @@ def _engines(cfg: PipelineConfig, state: _State, name: str, d: Path, graphs: dic
             out[f"engine-{prec.value}"] = eng
         except NinExportError as e:
             say(f"{name}/engine-{prec.value}: failed: {e}")
+            state.failed[f"{name}/engine-{prec.value}"] = str(e)
     return out
 
 
@@ -347,6 +372,11 @@ def _bench_and_report(
 def run_pipeline(cfg: PipelineConfig, progress: Say | None = None) -> dict[str, Any]:
     """Run (or skip, where fresh) every stage; return the summary (artifacts, accuracy, report, headline)."""
     say = progress or (lambda _m: None)
+    cfg.threads, note = cap_threads(cfg.threads)
+    if note:
+        say(note)
+    if cfg.eval_limit is not None and cfg.eval_limit < 1:
+        raise NinExportError(f"eval_limit must be at least 1 (or left out for every held-out image), got {cfg.eval_limit}")
     names = cfg.models()
     out = ensure_dir(cfg.out_dir)
     trained = [out / n / f"{n}.pt" for n in names if n not in cfg.weights]
@@ -380,6 +410,7 @@ def run_pipeline(cfg: PipelineConfig, progress: Say | None = None) -> dict[str, 
         headline=rep["headline"],
         ran=state.ran,
         skipped=state.skipped,
+        failed=state.failed,
         seconds={k: v.get("seconds") for k, v in state.data["stages"].items() if k in state.ran},
     )
     write_json(out / "summary.json", summary)

@@ -39,7 +39,7 @@ from .defaults import (
 )
 from .enums import CalibMethod, Int8Target, Precision, Quantizer
 from .errors import FileFormatError, NinExportError, OnnxFileError, VerificationError
-from .manifest import MANIFEST_NAME, lineage, record_artifact
+from .manifest import MANIFEST_NAME, check_manifest, lineage, record_artifact
 from .meta import ModelMeta
 from .onnx_utils import check_metadata_matches_graph, graph_precision, load_onnx, opset_of, read_metadata, set_metadata, toposort
 from .qdq import (
@@ -425,6 +425,7 @@ def _prepare(src: Path, model: onnx.ModelProto, options: QuantizeOptions, dest: 
             )
     if dest is not None:
         check_outputs([dest, dest.parent / MANIFEST_NAME], lineage(src))
+        check_manifest(dest.parent)
     spec = "synthetic" if options.allow_synthetic and options.calib_data is None else (options.calib_data or DEFAULT_DATA)
     source = open_source(spec, pre, allow_synthetic=options.allow_synthetic)
     result = QuantizeResult(dest, src, prec, None)  # type: ignore[arg-type]

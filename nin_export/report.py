@@ -260,6 +260,8 @@ def _not_measured(res: dict[str, Any]) -> list[str]:
     for r in res["rows"]:
         if r["status"] != "ok":
             groups.setdefault((r["model"], r["backend"], r["precision"], r["status"], r["reason"]), []).append(r["batch"])
+    if not res["rows"]:
+        return ["No row was measured: the run stopped before its first row."]
     if not groups:
         return ["Every row was measured."]
     lines = ["| model | backend | precision | batches | status | reason |", "|---|---|---|---|---|---|"]
@@ -268,19 +270,27 @@ def _not_measured(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _pair_models(res: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model's and the baseline's records; {} for one a stopped run never reached (Ctrl-C keeps what it has)."""
+    models = res["models"]
+    return models.get(res["config"]["model"]) or {}, models.get(res["config"]["baseline"]) or {}
+
+
 def headline(res: dict[str, Any]) -> dict[str, Any]:
     """The figures the README quotes: twin / NiN for params, fp32 weight bytes, fp32 file size, and the
     median-latency and peak-RSS ratios of the first backend at batch 1."""
     model, baseline = res["config"]["model"], res["config"]["baseline"]
-    a, b = res["models"][model], res["models"][baseline]
+    a, b = _pair_models(res)
     h: dict[str, Any] = {
         "model": model,
         "baseline": baseline,
         "machine": res["machine"],
-        "params_ratio": _ratio(b["params"], a["params"]),
-        "macs_ratio": _ratio(b["macs"], a["macs"]),
-        "fp32_weight_ratio": _ratio(b["weight_bytes"]["fp32"], a["weight_bytes"]["fp32"]),
-        "onnx_fp32_ratio": _ratio(b["artifact_bytes"].get("onnx-fp32"), a["artifact_bytes"].get("onnx-fp32")),
+        "params_ratio": _ratio(b.get("params"), a.get("params")),
+        "macs_ratio": _ratio(b.get("macs"), a.get("macs")),
+        "fp32_weight_ratio": _ratio((b.get("weight_bytes") or {}).get("fp32"), (a.get("weight_bytes") or {}).get("fp32")),
+        "onnx_fp32_ratio": _ratio(
+            (b.get("artifact_bytes") or {}).get("onnx-fp32"), (a.get("artifact_bytes") or {}).get("onnx-fp32")
+        ),
     }
     pairs = [e for e in pair_ratios(res) if e["batch"] == min(res["config"]["batches"])]
     h["latency_ratio_batch1"] = {f"{e['backend']}/{e['precision']}": e["latency_ratio"] for e in pairs}
@@ -393,11 +403,11 @@ def _size_bars(res: dict[str, Any], out: Path) -> Path:
     """Parameters and file sizes, NiN vs twin, labelled with the ratio."""
     plt = _pyplot()
     model, baseline = res["config"]["model"], res["config"]["baseline"]
-    a, b = res["models"][model], res["models"][baseline]
+    a, b = _pair_models(res)
     keys = [k for k in sorted(a.get("artifact_bytes", {})) if k in b.get("artifact_bytes", {})]
     labels = ["params (M)"] + [f"{k} (MiB)" for k in keys]
-    va = [a["params"] / 1e6] + [a["artifact_bytes"][k] / 2**20 for k in keys]
-    vb = [b["params"] / 1e6] + [b["artifact_bytes"][k] / 2**20 for k in keys]
+    va = [(a.get("params") or 0) / 1e6] + [a["artifact_bytes"][k] / 2**20 for k in keys]
+    vb = [(b.get("params") or 0) / 1e6] + [b["artifact_bytes"][k] / 2**20 for k in keys]
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels)), 4))
     x = range(len(labels))
     ax.bar([i - 0.2 for i in x], va, 0.4, label=model)

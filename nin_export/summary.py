@@ -12,8 +12,18 @@ import torch
 from torch import nn
 
 from .enums import BYTES_PER_PARAM, Precision
+from .errors import InputSizeError
 
-__all__ = ["Precision", "LayerInfo", "ModelSummary", "summarize", "BYTES_PER_PARAM", "WEIGHT_BYTES_RULE"]
+__all__ = [
+    "Precision",
+    "LayerInfo",
+    "ModelSummary",
+    "summarize",
+    "BYTES_PER_PARAM",
+    "WEIGHT_BYTES_RULE",
+    "activation_elements",
+    "check_memory",
+]
 
 WEIGHT_BYTES_RULE = (
     "weight bytes count every parameter at its precision's width (FP32 4 bytes, FP16 2); at INT8, "
@@ -102,3 +112,53 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int]) -> ModelSumma
         for h in hooks:
             h.remove()
     return ModelSummary(tuple(input_shape), tuple(out.shape[1:]), layers)
+
+
+def activation_elements(model: nn.Module, input_shape: tuple[int, int, int]) -> tuple[int, int]:
+    """(largest, total) output elements of the leaf layers for one image of ``input_shape``, found on the meta
+    device: no memory is used, whatever the size asked for."""
+    import copy
+
+    sizes: list[int] = []
+    probe = copy.deepcopy(model).to("meta").eval()
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: sizes.append(int(out.numel())))
+        for m in probe.modules()
+        if not list(m.children())
+    ]
+    try:
+        with torch.no_grad():
+            probe(torch.empty((1, *input_shape), device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    return (max(sizes) if sizes else 0), sum(sizes)
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(model: nn.Module, input_shape: tuple[int, int, int], batch: int, option: str, training: bool = False) -> None:
+    """Refuse, before any work, a batch whose activations alone are known to exceed this machine's available
+    memory: the largest layer output x batch x 4 bytes (inference), every layer's output (training keeps them
+    all for the backward pass). The message gives the estimate and names the option to lower."""
+    free = available_memory_bytes()
+    if free is None:
+        return
+    largest, total = activation_elements(model, input_shape)
+    need = (total if training else largest) * batch * 4
+    if need > free:
+        c, h, w = input_shape
+        raise InputSizeError(
+            f"{model.spec.name} at batch {batch} and {c}x{h}x{w} needs at least {need / 2**30:.1f} GiB for its activations, "
+            f"and this machine has {free / 2**30:.1f} GiB available: lower {option}"
+        )

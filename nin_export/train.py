@@ -24,6 +24,7 @@ from .evaluate import topk
 from .meta import ModelMeta
 from .models import create_model, get_spec
 from .runners.torch_runner import resolve_device
+from .summary import check_memory
 
 __all__ = ["TrainOptions", "train", "DEFAULT_LR", "HEAD_BIAS", "DEFAULT_EPOCHS", "DEFAULT_PATIENCE", "DEFAULT_BATCH_SIZE"]
 
@@ -246,6 +247,9 @@ def train(
         torch.set_num_threads(opts.threads)
     source, pre, classes, shape_kw = _data(name, data, opts)
     model = _build(name, opts, len(classes), shape_kw)
+    c, (h, w) = model.config["in_channels"], model.config["input_size"]
+    if device.type == "cpu":  # GPU memory is the GPU's to refuse; out of it, the CLI names --batch-size
+        check_memory(model, (c, h, w), opts.batch_size, "--batch-size (or --input-size)", training=True)
     say("loading images", 0, 1)
     fit, val, test = _split(source, opts, len(classes))
     t0 = time.perf_counter()

@@ -110,8 +110,14 @@ def test_worker_samples_power_over_the_timed_loop_only():
     from nin_export._bench_worker import BenchJob, _measure_with_power
     from nin_export.runtimes import RunTarget
 
-    job = BenchJob(runtime="torch", target=RunTarget(Path("x")), batches=(8,), input_shape=(3, 4, 4), idle_watts=4.0)
-    job = BenchJob(**{**job.__dict__, "timing": TimingOptions(warmup_ms=100, min_iters=20, min_ms=0)})
+    job = BenchJob(
+        runtime="torch",
+        target=RunTarget(Path("x")),
+        batches=(8,),
+        input_shape=(3, 4, 4),
+        timing=TimingOptions(warmup_ms=100, min_iters=20, min_ms=0),
+        idle_watts=4.0,
+    )
     sampler = ConstantWatts()
     with SleepyRunner(FakeClock(), wall_ms=4.0, compute_ms=1.0) as r:
         st, e = _measure_with_power(r, {"input": np.zeros((8, 3, 4, 4), np.float32)}, job, sampler, "")

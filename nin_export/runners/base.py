@@ -86,9 +86,24 @@ class Runner(abc.ABC):
     def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
     def infer_batches(self, x: np.ndarray, batch: int = 32) -> np.ndarray:
-        """The first output over every row of ``x``, fed ``batch`` rows at a time (one-input runners)."""
+        """The first output over every row of ``x``, fed ``batch`` rows at a time (one-input runners). A model
+        with a fixed batch is fed exactly that many rows each time, the last chunk padded with zeros (whose
+        outputs are dropped): a graph exported with --batch 1 works everywhere a dynamic one does."""
         name = self.input_names[0]
-        return np.concatenate([next(iter(self.infer({name: x[i : i + batch]}).values())) for i in range(0, len(x), batch)])
+        fixed = self.fixed_batch()
+        step = fixed or batch
+        outs = []
+        for i in range(0, len(x), step):
+            chunk = x[i : i + step]
+            n = len(chunk)
+            if fixed and n < fixed:
+                chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), chunk.dtype)])
+            outs.append(next(iter(self.infer({name: chunk}).values()))[:n])
+        return np.concatenate(outs)
+
+    def fixed_batch(self) -> int | None:
+        """The one batch size the model takes, where its batch dimension is fixed; None where any goes."""
+        return None
 
     def device_memory(self) -> dict[str, int]:
         """GPU memory figures this runner can read (bytes by name); none by default."""

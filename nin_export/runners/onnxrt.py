@@ -72,6 +72,10 @@ class OrtRunner(Runner):
     def input_names(self) -> list[str]:
         return [i.name for i in self.session.get_inputs()]
 
+    def fixed_batch(self) -> int | None:
+        dim = self.session.get_inputs()[0].shape[0] if self.session.get_inputs()[0].shape else None
+        return dim if isinstance(dim, int) and dim > 0 else None
+
     def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]
         cast = {k: v.astype(self._dtypes.get(k, v.dtype), copy=False) for k, v in feed.items()}

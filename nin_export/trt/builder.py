@@ -21,6 +21,7 @@ from .._io import atomic_path, check_outputs, sha256_file, write_json
 from ..defaults import DEFAULT_BATCH_PROFILE, DEFAULT_RTX_TARGETS, DEFAULT_WORKSPACE_MIB
 from ..enums import Precision
 from ..errors import NinExportError
+from ..gpu import gpu_info
 from ..meta import ModelMeta
 from ..onnx_utils import graph_precision, load_onnx, read_metadata
 from ..qdq import has_uint8_activations
@@ -129,7 +130,26 @@ def resolve_profiles(model: onnx.ModelProto, opts: BuildOptions) -> dict[str, Pr
             f"unsupported profile: need min <= opt <= max in every dim, got min {'x'.join(map(str, mn))}, "
             f"opt {'x'.join(map(str, op))}, max {'x'.join(map(str, mx))}"
         )
+    _check_profile_memory(inp.name, mx)
     return {inp.name: Profile(mn, op, mx)}
+
+
+LARGEST_RTX_MEMORY = 96 << 30  # the largest memory of a TensorRT-RTX target card (RTX PRO 6000 Blackwell)
+
+
+def _check_profile_memory(name: str, mx: tuple[int, ...]) -> None:
+    """Refuse a profile whose largest input alone (float32) cannot fit on the GPU (or, building ahead of time,
+    on any card TensorRT-RTX targets): a --batch of 2^31-1 is a typo, not a plan."""
+    gpu = gpu_info()
+    limit, where = (gpu["memory_bytes"], gpu["name"]) if gpu else (LARGEST_RTX_MEMORY, "the largest card TensorRT-RTX targets")
+    need = 4
+    for d in mx:
+        need *= d
+    if need > limit:
+        raise NinExportError(
+            f"the profile's largest input {'x'.join(map(str, mx))} of '{name}' needs {need / 2**30:.1f} GiB by itself, "
+            f"more than {where} has ({limit / 2**30:.0f} GiB): lower the maximum batch (--batch MIN:OPT:MAX or --max-shape)"
+        )
 
 
 def _parse_errors(parser: Any) -> str:

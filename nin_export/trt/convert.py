@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .._io import check_outputs
+from .._io import check_outputs, sha256_file
 from ..enums import Precision
-from ..errors import NinExportError
-from ..manifest import MANIFEST_NAME, lineage, record_artifact
+from ..errors import NinExportError, OutputPathError
+from ..manifest import MANIFEST_NAME, check_manifest, lineage, read_manifest, record_artifact
 from ..onnx_utils import graph_precision, load_onnx
 from ..quantize import QuantizeOptions, default_output, quantize
 from ._api import load_trt
@@ -44,6 +44,34 @@ def conversion_needed(graph: Precision, wanted: Precision | None, builder_fp16: 
     return None if wanted is Precision.FP32 else wanted
 
 
+def _intermediate(src: Path, precision: Precision, qopts: QuantizeOptions) -> tuple[Path, bool, str | None]:
+    """Where the converted graph goes: (path, reuse it as it is, a note). The usual name (X.int8.onnx) is
+    taken only when it is free, or reused when its manifest records the same options from the same parent and
+    the file is unchanged; a user's own graph there (another quantizer, a mixed-precision one) is never
+    replaced: the engine's graph then gets a name of its own, X.int8.trt-input.onnx."""
+    usual = default_output(src, precision)
+    if not usual.exists():
+        return usual, False, None
+    arts = read_manifest(usual.parent)["artifacts"]
+    entry = arts.get(usual.name) or {}
+    same = entry.get("parent") == src.name and entry.get("options") == qopts.to_dict()
+    if same and entry.get("sha256") == sha256_file(usual):
+        return usual, True, None
+    own = usual.with_name(usual.name[: -len(".onnx")] + ".trt-input.onnx")
+    mine = (arts.get(own.name) or {}).get("parent") == src.name
+    if own.exists() and not mine:
+        raise OutputPathError(
+            f"'{usual.name}' holds another graph (other options, or not made by nin-export) and '{own.name}' exists too, "
+            f"not made from {src.name}: nin-export replaces neither; move one aside"
+        )
+    return (
+        own,
+        False,
+        f"'{usual.name}' holds a graph made with other options (or not by nin-export): left as it is; "
+        + (f"the engine is built from '{own.name}'"),
+    )
+
+
 def engine_from_onnx(
     onnx_path: str | os.PathLike,
     precision: Precision | None,
@@ -60,17 +88,23 @@ def engine_from_onnx(
     graph = graph_precision(model)
     convert_to = conversion_needed(graph, precision, options.builder_fp16)
     trtm = load_trt(options.flavour)  # a missing TensorRT fails here, before any conversion
-    # Every file this command writes, checked before any work: never an input, its ancestors, or each other.
-    graph_out = default_output(src, convert_to) if convert_to is not None else src
-    built = Precision.FP16 if options.builder_fp16 else (convert_to or graph)
-    engine = Path(output) if output else default_engine_path(graph_out, built, trtm)
-    writes = [engine, sidecar_path(engine), engine.parent / MANIFEST_NAME]
-    check_outputs(([graph_out] if convert_to is not None else []) + writes, lineage(src))
-    notes: list[str] = []
-    steps: list[str] = []
+    qopts = quantize_options or QuantizeOptions(convert_to or graph)
     if convert_to is not None:
-        qopts = quantize_options or QuantizeOptions(convert_to)
         qopts.precision = convert_to
+    # Every file this command writes, checked before any work: never an input, its ancestors, or each other.
+    graph_out, reuse, note = _intermediate(src, convert_to, qopts) if convert_to is not None else (src, False, None)
+    built = Precision.FP16 if options.builder_fp16 else (convert_to or graph)
+    named = default_output(src, convert_to) if convert_to is not None else src  # the engine's name, whatever the graph's
+    engine = Path(output) if output else default_engine_path(named, built, trtm)
+    writes = [engine, sidecar_path(engine), engine.parent / MANIFEST_NAME]
+    check_manifest(engine.parent)
+    check_outputs(([graph_out] if convert_to is not None and not reuse else []) + writes, lineage(src))
+    notes: list[str] = [note] if note else []
+    steps: list[str] = []
+    if reuse:
+        steps.append(f"{graph_out.name} is already the {convert_to.value} graph of {src.name} with these options: built from it")
+        src, model = graph_out, load_onnx(graph_out)
+    elif convert_to is not None:
         q = quantize(src, qopts, output=graph_out, progress=say, model=model)
         a = q.agreement
         notes += q.notes

@@ -180,6 +180,10 @@ class TrtRunner(Runner):
         mn, op, mx = self.engine.get_tensor_profile_shape(name, self.profile)
         return tuple(mn), tuple(op), tuple(mx)
 
+    def fixed_batch(self) -> int | None:
+        mn, _, mx = self.profile_range(self.inputs[0])
+        return mn[0] if mn[0] == mx[0] else None
+
     def device_memory_bytes(self) -> int:
         e = self.engine
         if hasattr(e, "get_device_memory_size_for_profile_v2"):
