@@ -157,6 +157,7 @@ class TrtRunner(Runner):
         if self.engine is None:
             raise NinExportError(f"{trtm.describe()} could not load '{self.engine_path}' (corrupt, or built elsewhere); rebuild it")
         self.stream = torch.cuda.Stream()
+        self._device_buffers: list[Any] = []  # device memory of user-managed contexts, alive as long as they are
         self.context = self._context(self.stream)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -168,8 +169,26 @@ class TrtRunner(Runner):
 
     def _context(self, stream: Any) -> Any:
         ctx = self.engine.create_execution_context(*runtime_config(self.trt, self.engine))
+        if ctx is None:  # an engine built with REQUIRE_USER_ALLOCATION may want its device memory from us
+            ctx = self._user_managed_context()
         if self.profile:
             ctx.set_optimization_profile_async(self.profile, stream.cuda_stream)
+        return ctx
+
+    def _user_managed_context(self) -> Any:
+        """A context whose device memory the runner provides (USER_MANAGED), kept alive with it."""
+        rc = runtime_config(self.trt, self.engine)
+        strategy = getattr(self.trt, "ExecutionContextAllocationStrategy", None)
+        if not rc or strategy is None:
+            raise NinExportError(f"TensorRT could not make an execution context for '{self.engine_path}' (see the TensorRT log)")
+        rc[0].set_execution_context_allocation_strategy(strategy.USER_MANAGED)
+        ctx = self.engine.create_execution_context(rc[0])
+        if ctx is None:
+            raise NinExportError(f"TensorRT could not make an execution context for '{self.engine_path}' (see the TensorRT log)")
+        size = self.device_memory_bytes()
+        buf = self.torch.empty(max(size, 1), dtype=self.torch.uint8, device="cuda")  # 256-byte aligned by the allocator
+        ctx.set_device_memory(buf.data_ptr(), size)
+        self._device_buffers.append(buf)
         return ctx
 
     @property
@@ -297,7 +316,7 @@ class TrtRunner(Runner):
         return multi_stream_throughput(self.torch, lanes, next(iter(shapes.values()))[0], seconds)
 
     def deactivate_impl(self) -> None:
-        for attr in ("_graph", "_io", "context", "engine", "runtime"):
+        for attr in ("_graph", "_io", "context", "_device_buffers", "engine", "runtime"):
             if hasattr(self, attr):
                 delattr(self, attr)
 
