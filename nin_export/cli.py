@@ -573,6 +573,27 @@ def _quantize_options(f: Callable) -> Callable:
     return _calib_options(_int8_options(f))
 
 
+# What each mode uses: an option given on the command line that the mode does not use is refused, not ignored
+_INT8_ONLY = ("calib_method", "calib_count", "calib_cache", "no_calib_cache", "quantize_head", "agreement_floor")
+_INT8_ONLY += ("exclude", "min_agreement", "quantizer", "float_dtype", "int8_target")
+_FP16_ONLY = ("keep_io_types",)
+_CONVERSION = ("calib_data", "eval_count", *_INT8_ONLY, *_FP16_ONLY)
+
+
+def _given(names: tuple[str, ...]) -> list[str]:
+    """The options among ``names`` that were typed on the command line (not defaults), as the user typed them."""
+    ctx = click.get_current_context()
+    opts = {p.name: p.opts[0] for p in ctx.command.params if isinstance(p, click.Option)}
+    return [opts[n] for n in names if n in opts and ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE]
+
+
+def _refuse_unused(names: tuple[str, ...], mode: str) -> None:
+    if given := _given(names):
+        raise NinExportError(
+            f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} nothing {mode}: drop {'it' if len(given) == 1 else 'them'}"
+        )
+
+
 def _make_quantize_options(
     precision: Precision,
     calib_data: str | None,
@@ -667,6 +688,10 @@ def quantize_cmd(
     precision = _one_precision(fp16, int8)
     if precision is None:
         raise NinExportError("choose a precision: --fp16 or --int8")
+    if precision is Precision.FP16:
+        _refuse_unused(_INT8_ONLY, "with --fp16 (INT8 options)")
+    else:
+        _refuse_unused(_FP16_ONLY, "with --int8 (an FP16 option)")
     opts = _make_quantize_options(precision, keep_io_types=keep_io_types, synthetic=synthetic, **q)
     res = quantize(onnx_path, opts, output, progress=_progress)
     _warn(res.notes)
@@ -794,6 +819,20 @@ def _print_doctor(doc: dict[str, Any]) -> None:
 # --- trt -----------------------------------------------------------------------------------------
 
 
+def _refuse_trt_unused(onnx_path: str, precision: Precision | None) -> None:
+    """trt converts an FP32 graph only for --fp16/--int8: quantize options anywhere else would do nothing."""
+    if precision is Precision.FP16:
+        _refuse_unused(_INT8_ONLY, "with --fp16 (INT8 options)")
+    if precision not in (Precision.FP16, Precision.INT8):
+        _refuse_unused(_CONVERSION, "without --fp16 or --int8 (the graph is built as it is)")
+    elif _given(_CONVERSION) and Path(onnx_path).is_file():
+        from .onnx_utils import graph_precision, load_onnx
+
+        graph = graph_precision(load_onnx(onnx_path))
+        if graph is precision:
+            _refuse_unused(_CONVERSION, f"on a graph that is already {graph.value.upper()} (it is built as it is)")
+
+
 @cli.command("trt")
 @click.argument("onnx_path", metavar="MODEL.onnx", type=click.Path(dir_okay=False))
 @click.option("--fp32", is_flag=True, help="Build from an FP32 graph as it is.")
@@ -888,6 +927,7 @@ def trt_cmd(
         targets=targets,
         builder_fp16=builder_fp16,
     )
+    _refuse_trt_unused(onnx_path, precision)
     qopts = _make_quantize_options(precision or Precision.FP16, **q) if precision in (Precision.FP16, Precision.INT8) else None
     res = engine_from_onnx(onnx_path, precision, opts, qopts, output=output, progress=_progress)
     _warn(res.notes)

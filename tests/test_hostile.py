@@ -193,13 +193,16 @@ CASES = [
     (["quantize", "nin-cifar10.sim.onnx", "--int8", "--calib-data", "nan.npy"], "NaN"),
     (["quantize", "nin-cifar10.sim.onnx", "--int8", "--calib-data", "synthetic"], "--synthetic"),
     (["quantize", "nin-cifar10.sim.onnx", "--int8", "--calib-data", "digits", "--calib-cache", "afile"], "calibration cache"),
-    (["quantize", "nin-cifar10.sim.onnx", "--fp16", "--calib-cache", "x", "--no-calib-cache"], "contradict"),
+    (
+        ["quantize", "nin-cifar10.sim.onnx", "--int8", "--calib-data", "digits", "--calib-cache", "x", "--no-calib-cache"],
+        "contradict",
+    ),
     (["quantize", "nin-cifar10.sim.onnx", "--int8", "--calib-data", "digits", "--agreement-floor", "2"], "agreement-floor"),
     (["quantize", "lying.onnx", "--fp16"], "metadata says input"),
     (["quantize", "nin-cifar10.sim.onnx", "--int8"], "needs calibration data"),
     (["quantize", "nin-cifar10.sim.onnx", "--int8", "--calib-data", "digits", "--min-agreement", "1.5"], "--min-agreement"),
     (["quantize", "nin-cifar10.sim.onnx", "--int8", "--calib-data", "digits", "--exclude", "[unclosed"], "matches none"),
-    (["quantize", "nin-cifar10.sim.onnx", "--fp16", "--exclude", "node_conv2d"], "--int8 only"),
+    (["quantize", "nin-cifar10.sim.onnx", "--fp16", "--exclude", "node_conv2d"], "--exclude does nothing with --fp16"),
     (
         [
             "quantize",
@@ -283,7 +286,7 @@ TRT_CASES = [
     (["trt", "nin-cifar10.sim.onnx", "--fp32", "-o", "nin-cifar10.sim.onnx", "--backend", "tensorrt-rtx"], "input of this command"),
     (
         ["trt", "nin-cifar10.sim.onnx", "--fp16", "-o", "nin-cifar10.fp16.onnx", "--backend", "tensorrt-rtx"],
-        "also where this command",
+        "input of this command",  # the FP16 graph already there is never overwritten
     ),
     (["trt", "nin-cifar10.sim.onnx", "--fp16", "-o", "nin-cifar10.onnx", "--backend", "tensorrt-rtx"], "input of this command"),
     (["trt", "nin-cifar10.sim.onnx", "--batch", "4:2:1", "--backend", "tensorrt-rtx", "-o", "e.engine"], "unsupported profile"),

@@ -46,6 +46,9 @@ def files(ws):  # noqa: F811
     _pets(ws)
     (ws / "cfg.yaml").write_text("model: nin-cifar10\n")
     (ws / "zero-eval.toml").write_text("eval_limit = 0\n")
+    (ws / "p2" / "nin-cifar10").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ws / "seed.pt", ws / "p2" / "nin-cifar10" / "nin-cifar10.pt")  # the user's file where training would write
+    (ws / "foreign-ckpt.toml").write_text('out_dir = "p2"\n')
     _results_variants(ws)
     return ws
 
@@ -144,6 +147,13 @@ CASES = [
     (["bench", "--backends", "torch,torch", "-o", "b"], "given twice"),
     (["pipeline", "--config", "zero-eval.toml", "-o", "p"], "eval_limit"),
     (["pipeline", "--config", "cfg.yaml", "-o", "p"], "name it .toml or .json"),
+    (["quantize", "nin-cifar10.sim.onnx", "--fp16", "--calib-method", "entropy"], "--calib-method does nothing with --fp16"),
+    (["quantize", "nin-cifar10.sim.onnx", "--fp16", "--calib-count", "50", "--quantize-head"], "do nothing with --fp16"),
+    (["quantize", "nin-cifar10.sim.onnx", "--int8", "--calib-data", "digits", "--no-keep-io-types"], "does nothing with --int8"),
+    (["trt", "nin-cifar10.sim.onnx", "--calib-data", "digits"], "without --fp16 or --int8"),
+    (["trt", "nin-cifar10.sim.onnx", "--fp16", "--calib-count", "50"], "--calib-count does nothing with --fp16"),
+    (["trt", "nin-cifar10.int8.onnx", "--int8", "--calib-data", "digits"], "already INT8"),
+    (["pipeline", "--config", "foreign-ckpt.toml"], "does not fit nin-cifar10"),
     # 8. bounded resources: refused before the work, with the estimate
     (["onnx", "--batch", "100000", "-o", "out"], "GiB"),
     (["onnx", "--input-size", "4096", "-o", "out"], "GiB"),

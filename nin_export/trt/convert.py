@@ -98,7 +98,8 @@ def engine_from_onnx(
     engine = Path(output) if output else default_engine_path(named, built, trtm)
     writes = [engine, sidecar_path(engine), engine.parent / MANIFEST_NAME]
     check_manifest(engine.parent)
-    check_outputs(([graph_out] if convert_to is not None and not reuse else []) + writes, lineage(src))
+    keep = [named] if named is not src and named.exists() else []  # a graph already at the usual name is never an output
+    check_outputs(([graph_out] if convert_to is not None and not reuse else []) + writes, lineage(src) + keep)
     notes: list[str] = [note] if note else []
     steps: list[str] = []
     if reuse:
