@@ -179,6 +179,14 @@ def describe_onnx(path: str | os.PathLike) -> OnnxInfo:
     )
 
 
+def fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The batch size the graph's (first) input is fixed at, or None for a dynamic batch."""
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    dims = inputs[0].type.tensor_type.shape.dim if inputs else []
+    return dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
+
+
 def check_metadata_matches_graph(meta: Any, model: onnx.ModelProto, where: str | os.PathLike) -> None:
     """Refuse, in one line, metadata whose channels or input size contradict the graph's fixed input dims
     (a ModelMeta; metadata that lies would otherwise surface as onnxruntime's shape errors)."""

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ._proc import spawn_call
 from .calibrate import ENTROPY_ALGORITHM, ENTROPY_BINS, QUANTIZED_BINS, calibrate_entropy
 from .enums import CalibMethod, Int8Target
 from .errors import NinExportError
-from .onnx_utils import toposort
+from .onnx_utils import fixed_batch, toposort
 
 __all__ = [
     "QDQ_OPS",
@@ -140,8 +141,14 @@ HISTOGRAM_OPTIONS = {
 def calibrate(model: onnx.ModelProto, x: np.ndarray, method: CalibMethod) -> dict[str, tuple[float, float]]:
     """{tensor: (lowest, highest)} over ``x``: entropy as TensorRT computes it (calibrate.py), minmax and
     percentile by onnxruntime's calibrators."""
+    fixed = fixed_batch(model)
+    if fixed:  # a graph exported with a fixed batch is fed exactly that many images at a time
+        x = x[: len(x) - len(x) % fixed]
+        if not len(x):
+            raise NinExportError(f"the graph takes batches of exactly {fixed}: give at least {fixed} calibration images")
+    batch = fixed or _equal_batch(len(x))
     if method is CalibMethod.ENTROPY:
-        return calibrate_entropy(model, x)
+        return calibrate_entropy(model, x, batch=batch)
     from onnxruntime.quantization.calibrate import create_calibrator
 
     with tempfile.TemporaryDirectory(prefix="nin-export-calib-") as tmp:
@@ -155,7 +162,7 @@ def calibrate(model: onnx.ModelProto, x: np.ndarray, method: CalibMethod) -> dic
             extra_options={k: v for k, v in HISTOGRAM_OPTIONS.get(method, {}).items() if k != "algorithm"},
         )
         with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print their progress
-            calibrator.collect_data(_Reader(model.graph.input[0].name, x, _equal_batch(len(x))))
+            calibrator.collect_data(_Reader(model.graph.input[0].name, x, batch))
             data = calibrator.compute_data()
         del calibrator
     out = {}
@@ -339,6 +346,10 @@ def _modelopt_child(src: str, dst: str, npy: str, method: str, exclude: list[str
     return None
 
 
+def _modelopt_job(args: tuple) -> str | None:
+    return _modelopt_child(*args)
+
+
 def modelopt_int8(
     model: onnx.ModelProto, x: np.ndarray, method: CalibMethod, exclude: list[str], fp16: bool = False
 ) -> onnx.ModelProto:
@@ -346,17 +357,16 @@ def modelopt_int8(
     on the CPU, float parts in float16 (``fp16``, float32 I/O kept) or float32, in a child process (see
     _modelopt_child). ModelOpt calibrates by itself (its own onnxruntime pass over ``x``). The nodes of
     ``exclude`` get float inputs (release_float_inputs): ModelOpt leaves a Q/DQ in front of their MaxPool."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     check_modelopt_method(method)
     with tempfile.TemporaryDirectory(prefix="nin-export-modelopt-") as tmp:
         src, dst, npy = Path(tmp) / "model.onnx", Path(tmp) / "model.int8.onnx", Path(tmp) / "calib.npy"
         onnx.save(model, os.fspath(src))
         np.save(npy, x)
         args = (os.fspath(src), os.fspath(dst), os.fspath(npy), MODELOPT_METHODS[method], list(exclude), "fp16" if fp16 else "fp32")
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            why = pool.submit(_modelopt_child, *args).result()
+        try:
+            why = spawn_call(_modelopt_job, args)  # a child that ends with this process, however it ends
+        except RuntimeError as e:  # ModelOpt raised, or its process died
+            raise NinExportError(f"NVIDIA ModelOpt could not quantize the graph: {e}") from None
         if why:
             raise NinExportError(why)
         out = onnx.load(os.fspath(dst))

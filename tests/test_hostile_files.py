@@ -246,6 +246,10 @@ def test_fixed_batch_export_works_in_quantize_and_eval(tmp_path):
     assert res.returncode == 0, res.stderr
     res = run_cli(["eval", tmp_path / "out" / "nin-cifar10.fp16.onnx", "--limit", "37"], tmp_path)
     assert res.returncode == 0 and "top-1" in res.stdout, res.stderr
+    for method in ("minmax", "entropy"):  # calibration too is fed one image at a time
+        args = ["quantize", src, "--int8", "--calib-data", "digits", "--calib-count", "17", "--eval-count", "20"]
+        res = run_cli([*args, "--calib-method", method, "--no-calib-cache", "-o", tmp_path / f"{method}.int8.onnx"], tmp_path)
+        assert res.returncode == 0, res.stderr
 
 
 def test_integer_pixels_are_scaled_and_said_so(files, tmp_path):
