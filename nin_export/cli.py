@@ -120,10 +120,11 @@ class Cli(click.Group):
         handle_termination()  # SIGTERM and SIGHUP end a command as Ctrl-C does: temporary files and children cleaned up
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
-        except Terminated as e:
-            err_console.print(f"interrupted by {signal_name(e.signum)}: temporary files removed, nothing half-written kept")
-            sys.exit(128 + e.signum)
-        except (click.Abort, KeyboardInterrupt):
+        except (click.Abort, KeyboardInterrupt) as e:  # click turns KeyboardInterrupt (and Terminated) into Abort
+            sig = e if isinstance(e, Terminated) else e.__cause__ or e.__context__
+            if isinstance(sig, Terminated):
+                err_console.print(f"interrupted by {signal_name(sig.signum)}: temporary files removed, nothing half-written kept")
+                sys.exit(128 + sig.signum)
             err_console.print("interrupted")
             sys.exit(130)
         except Exception as e:  # noqa: BLE001  (the boundary: nothing escapes as a traceback)
