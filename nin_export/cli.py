@@ -32,6 +32,7 @@ from .defaults import (
     DEFAULT_IDLE_SETTLE_S,
     DEFAULT_LR,
     DEFAULT_MODEL,
+    DEFAULT_ONNX_DIR,
     DEFAULT_PATIENCE,
     DEFAULT_RTX_TARGETS,
     DEFAULT_WORKSPACE_MIB,
@@ -330,7 +331,9 @@ def summary_cmd(model: str, **kw: Any) -> None:
 @click.option("--dynamic-hw", is_flag=True, default=False, help="NiN variants: dynamic height and width as well.")
 @click.option("--no-simplify", is_flag=True, default=False, help="Skip onnxsim.")
 @click.option("--name", default=None, help="Base name of the files (default: the model name).")
-@click.option("-o", "--output-dir", default="out", show_default=True, help="Directory for the ONNX files and manifest.json.")
+@click.option(
+    "-o", "--output-dir", default=DEFAULT_ONNX_DIR, show_default=True, help="Directory for the ONNX files and manifest.json."
+)
 def onnx_cmd(
     model: str,
     weights: str | None,
@@ -820,6 +823,25 @@ def _print_doctor(doc: dict[str, Any]) -> None:
 # --- trt -----------------------------------------------------------------------------------------
 
 
+def _newest_onnx() -> str:
+    """No path given: the newest FP32 ONNX in the default output directory's manifest, as after 'nin-export onnx'."""
+    from .manifest import MANIFEST_NAME, newest_fp32_onnx
+
+    d = Path(DEFAULT_ONNX_DIR)
+    if not (d / MANIFEST_NAME).is_file():
+        raise NinExportError(
+            f"no MODEL.onnx given, and no {d / MANIFEST_NAME} to take the newest FP32 ONNX from: run 'nin-export onnx' "
+            f"first, or give the path"
+        )
+    found = newest_fp32_onnx(d)
+    if found is None:
+        raise NinExportError(
+            f"no MODEL.onnx given, and {d / MANIFEST_NAME} records no FP32 ONNX that is still there: give the path"
+        )
+    console.print(escape(f"using {found} (the newest FP32 ONNX in {d / MANIFEST_NAME})"))
+    return os.fspath(found)
+
+
 def _refuse_trt_unused(onnx_path: str, precision: Precision | None) -> None:
     """trt converts an FP32 graph only for --fp16/--int8: quantize options anywhere else would do nothing."""
     if precision is Precision.FP16:
@@ -835,7 +857,7 @@ def _refuse_trt_unused(onnx_path: str, precision: Precision | None) -> None:
 
 
 @cli.command("trt")
-@click.argument("onnx_path", metavar="MODEL.onnx", type=click.Path(dir_okay=False))
+@click.argument("onnx_path", metavar="[MODEL.onnx]", type=click.Path(dir_okay=False), required=False)
 @click.option("--fp32", is_flag=True, help="Build from an FP32 graph as it is.")
 @click.option("--fp16", is_flag=True, help="FP16: converts an FP32 graph first (as 'nin-export quantize --fp16').")
 @click.option("--int8", is_flag=True, help="INT8: quantizes an FP32 graph to Q/DQ first (needs --calib-data).")
@@ -906,8 +928,12 @@ def trt_cmd(
     (Jetson), TensorRT 11 and TensorRT-RTX. TensorRT-RTX builds ahead of time without a GPU.
     --fp16/--int8 on an FP32 graph convert it first, with every calibration option of 'quantize'.
 
+    Without MODEL.onnx, the newest FP32 ONNX recorded in out/manifest.json is used (what 'nin-export
+    onnx' just wrote), and said.
+
     \b
     Example:
+      nin-export trt --fp16
       nin-export trt out/nin-cifar10.sim.onnx --fp16
       nin-export trt out/nin-cifar10.sim.onnx --int8 --calib-data digits --calib-count 500 --batch 1:8:32
       nin-export trt out/nin-cifar10.int8.onnx --backend tensorrt-rtx --target SM86 --target SM89
@@ -916,6 +942,7 @@ def trt_cmd(
     from .trt import BuildOptions
     from .trt.convert import engine_from_onnx
 
+    onnx_path = onnx_path or _newest_onnx()
     precision = _one_precision(fp16, int8, fp32)
     opts = BuildOptions(
         flavour=TrtFlavour(backend),

@@ -10,6 +10,7 @@ __all__ = [
     "MIN_CALIB_IMAGES", "RECOMMENDED_CALIB_IMAGES", "DEFAULT_CALIB_COUNT", "DEFAULT_EVAL_COUNT", "DEFAULT_CACHE_DIR",
     "DEFAULT_AGREEMENT_FLOOR", "DEFAULT_EPOCHS", "DEFAULT_BATCH_SIZE", "DEFAULT_PATIENCE", "DEFAULT_LR", "HEAD_BIAS",
     "DEFAULT_BATCH_PROFILE", "DEFAULT_RTX_TARGETS", "DEFAULT_WORKSPACE_MIB", "DEFAULT_IDLE_S", "DEFAULT_IDLE_SETTLE_S",
+    "DEFAULT_ONNX_DIR",
 ]  # fmt: skip
 
 # models
@@ -28,6 +29,7 @@ DEFAULT_IDLE_S = 2.0
 DEFAULT_IDLE_SETTLE_S = 3.0
 
 # export
+DEFAULT_ONNX_DIR = "out"  # where 'nin-export onnx' writes, and where 'nin-export trt' without a path looks
 DYNAMO_OPSET = 18  # what torch.onnx's dynamo exporter writes natively; older opsets need its version converter
 TORCHSCRIPT_OPSET = 17  # the TorchScript exporter's default here, also on torch 2.3 (JetPack 6)
 

@@ -13,7 +13,16 @@ from typing import Any
 from ._io import sha256_file, write_json
 from .errors import NinExportError
 
-__all__ = ["MANIFEST_NAME", "tool_versions", "record_artifact", "read_manifest", "check_manifest", "lineage", "ManifestError"]
+__all__ = [
+    "MANIFEST_NAME",
+    "tool_versions",
+    "record_artifact",
+    "read_manifest",
+    "check_manifest",
+    "lineage",
+    "newest_fp32_onnx",
+    "ManifestError",
+]
 
 
 class ManifestError(NinExportError):
@@ -116,3 +125,15 @@ def lineage(path: str | os.PathLike) -> list[Path]:
         name = arts[name]["parent"]
         out.append(path.parent / name)
     return out
+
+
+def newest_fp32_onnx(directory: str | os.PathLike) -> Path | None:
+    """The FP32 ONNX the manifest in ``directory`` records last (the simplified one where both were written
+    in the same second) that is still there; None where it records none."""
+    d = Path(directory)
+    found = [
+        (e.get("created", ""), e.get("kind") == "onnx-simplified", name)
+        for name, e in read_manifest(d)["artifacts"].items()
+        if e.get("precision") == "fp32" and e.get("kind") in ("onnx", "onnx-simplified") and (d / name).is_file()
+    ]
+    return d / max(found)[2] if found else None

@@ -207,3 +207,15 @@ def test_engine_runs_and_matches_onnxruntime(graphs, tmp_path):
         )
         agreement = verify_engine(res.engine, src, batches=(1, 3, 8))
         assert agreement.passed, agreement.describe()
+
+
+def test_trt_without_a_path_takes_the_newest_fp32_onnx(cli_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(*cli_run("trt", "--fp16")[::2], "no out/manifest.json")
+    export_model(create_model("nin-cifar10"), tmp_path / "out")
+    if not HAVE_RTX:
+        pytest.skip("tensorrt_rtx not installed (pip install 'nin-export[rtx]'): the build needs it")
+    code, out, err = cli_run("trt", "--fp16", "--backend", "tensorrt-rtx", "--target", "SM86", "--batch", "1:1:2")
+    assert code == 0, err
+    assert "using out/nin-cifar10.sim.onnx (the newest FP32 ONNX in out/manifest.json)" in " ".join(out.split())
+    assert (tmp_path / "out" / "nin-cifar10.fp16.rtx.engine").is_file()
