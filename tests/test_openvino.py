@@ -139,3 +139,10 @@ def test_row_is_skipped_with_the_reason_when_openvino_is_missing(monkeypatch):
     assert row.name == "openvino" and row.unavailable() == why
     for prec in Precision:
         assert row.skip_reason(prec, have_gpu=False) == why
+
+
+@needs_ov
+def test_eval_runs_through_the_openvino_row(cli_run, graphs):
+    code, out, err = cli_run("eval", graphs[1][Int8Target.ORT_CPU], "--runtime", "ov", "--data", "digits", "--limit", "16")
+    assert code == 0, err
+    assert "openvino" in out and "16 held-out images" in out
