@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ._io import proc_kib_field
 from .errors import first_line
 from .power import (
     Ina3221Sampler,
@@ -60,23 +61,13 @@ def _rss_bytes() -> int:
 def _peak_rss_bytes() -> int:
     """Peak RSS of this process's own address space (VmHWM). ru_maxrss would not do: Linux carries it
     over fork and exec, so a spawned worker would report its parent's peak."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux; elsewhere a fallback
+    hwm = proc_kib_field("/proc/self/status", "VmHWM")
+    return hwm if hwm is not None else int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
 
 
 def _system_used_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        return (int(info["MemTotal"].split()[0]) - int(info["MemAvailable"].split()[0])) * 1024
-    except (OSError, KeyError, ValueError):
-        return None
+    total, free = proc_kib_field("/proc/meminfo", "MemTotal"), proc_kib_field("/proc/meminfo", "MemAvailable")
+    return None if total is None or free is None else total - free
 
 
 def _sampler(job: BenchJob) -> tuple[PowerSampler | None, str]:
@@ -146,6 +137,7 @@ def run_job(job: BenchJob) -> dict[str, Any]:
         with get_runtime(job.runtime).factory(job.target) as runner:
             out["memory"]["rss_after_load_bytes"] = _rss_bytes()
             out["batches"] = _time_batches(runner, job, power)
+            out["settings"] = runner.settings()
             if job.reference_inputs:
                 out["outputs"] = _reference_outputs(runner, job)
             out["memory"].update(runner.device_memory())

@@ -169,6 +169,18 @@ def temp_dir(parent: str | os.PathLike, name: str) -> Iterator[Path]:
             os.close(fd)
 
 
+def proc_kib_field(path: str, key: str) -> int | None:
+    """A "Key:  1234 kB" line of a /proc file (meminfo, status) in bytes, or None where it cannot be read."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _same_file_key(p: Path) -> tuple:
     try:
         st = p.stat()

@@ -148,7 +148,13 @@ def _graphs(cfg: BenchConfig, name: str, d: Path, work: Path, prep: _Prepared, s
         say(f"{name}: exporting ONNX")
     fp32 = given.get("onnx-fp32") or export_model(prep.model, d, weights=cfg.weights.get(name)).final_path
     prep.files[(ArtifactKind.ONNX, Precision.FP32)] = fp32
-    needs = {p for r in cfg.rows() if r.artifact is not ArtifactKind.CHECKPOINT for p in r.precisions}
+    needs = {  # the TensorRT-placement INT8 graph only where a row runs it (the CPU rows have their own)
+        p
+        for r in cfg.rows()
+        if r.artifact is not ArtifactKind.CHECKPOINT
+        for p in r.precisions
+        if p is not Precision.INT8 or r.int8_target is Int8Target.TENSORRT
+    }
     for prec in (Precision.FP16, Precision.INT8):
         key = (ArtifactKind.ONNX, prec)
         if prec not in cfg.precisions or prec not in needs:
@@ -203,12 +209,12 @@ def _ort_cpu_graph(
     if cfg.data is None:
         prep.ort_cpu_problem = ("skipped", "no calibration data (--data) for INT8")
         return
-    say(f"{name}: making the int8 graph for onnxruntime's CPU kernels")
+    say(f"{name}: making the int8 graph for the CPU rows (uint8 activations)")
     opts = _quantize_options(cfg, work, Precision.INT8, Int8Target.ORT_CPU)
     try:
         prep.ort_cpu_int8 = quantize(fp32, opts, output=d / f"{name}.int8.ort-cpu.onnx").path
     except NinExportError as e:
-        prep.ort_cpu_problem = ("failed", f"int8 graph for onnxruntime CPU: {first_line(e)}")
+        prep.ort_cpu_problem = ("failed", f"int8 graph for the CPU rows: {first_line(e)}")
 
 
 def engine_precision(engine: Path, model: str | None = None) -> tuple[Precision, str | None]:
@@ -335,6 +341,7 @@ class _Run:
                     "memory": (res or {}).get("memory") if st == "ok" else None,
                     "quality": quality if st == "ok" else None,
                     "threads": self.cfg.threads,
+                    "runtime_settings": (res or {}).get("settings") or None,  # as the backend reports them
                 }
             )
             self.done += 1

@@ -957,7 +957,10 @@ def trt_cmd(
     )
     _refuse_trt_unused(onnx_path, precision)
     qopts = _make_quantize_options(precision or Precision.FP16, **q) if precision in (Precision.FP16, Precision.INT8) else None
-    res = engine_from_onnx(onnx_path, precision, opts, qopts, output=output, progress=_progress)
+    _print_build(engine_from_onnx(onnx_path, precision, opts, qopts, output=output, progress=_progress))
+
+
+def _print_build(res: Any) -> None:
     _warn(res.notes)
     for step in res.steps:
         console.print(escape(step))
@@ -1071,7 +1074,9 @@ _T = TimingOptions()
 @click.option(
     "--batch", "batches", default=None, metavar="LIST", help=f"Batch sizes (default {','.join(map(str, DEFAULT_BATCHES))})."
 )
-@click.option("--threads", type=int, default=None, help="CPU threads for torch and onnxruntime (default: theirs).")
+@click.option(
+    "--threads", type=int, default=None, help="CPU threads for the CPU runtimes: torch, onnxruntime, OpenVINO (default: theirs)."
+)
 @click.option("--warmup-ms", type=float, default=_T.warmup_ms, show_default=True, help="Warm-up per row, by time.")
 @click.option("--min-iters", type=int, default=_T.min_iters, show_default=True, help="At least this many timed iterations per row.")
 @click.option("--min-ms", type=float, default=_T.min_ms, show_default=True, help="And at least this long per row.")

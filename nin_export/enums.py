@@ -43,7 +43,7 @@ class Int8Target(StrEnum):
     """Where an INT8 graph is meant to run: its Q/DQ placement and integer types."""
 
     TENSORRT = "tensorrt"  # int8 symmetric, Q/DQ on the inputs of Conv/Gemm/MatMul only (TensorRT's rules)
-    ORT_CPU = "ort-cpu"  # onnxruntime's CPU kernels: uint8 asymmetric activations, every op it quantizes
+    ORT_CPU = "ort-cpu"  # the CPU runtimes' layout (onnxruntime, OpenVINO): uint8 asymmetric activations, every op quantized
 
 
 class Quantizer(StrEnum):

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from ._io import proc_kib_field
 from .enums import BYTES_PER_PARAM, Precision
 from .errors import InputSizeError
 
@@ -137,14 +138,7 @@ def activation_elements(model: nn.Module, input_shape: tuple[int, int, int]) -> 
 
 def available_memory_bytes() -> int | None:
     """MemAvailable from /proc/meminfo (Linux), or None where it cannot be read."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return proc_kib_field("/proc/meminfo", "MemAvailable")
 
 
 def check_memory(model: nn.Module, input_shape: tuple[int, int, int], batch: int, option: str, training: bool = False) -> None:

@@ -23,6 +23,8 @@ from nin_export.runners.base import Runner
 from nin_export.runners.cuda_timing import capture_or_fallback, split_summary, timing_warnings
 from nin_export.timing import TimingOptions, measure
 
+from .test_power import _tree
+
 
 class FakeClock:
     def __init__(self) -> None:
@@ -169,14 +171,6 @@ def test_nvml_handle_follows_torchs_device():
     assert match_nvml_device("99999999-0000-0000-0000-000000000000", "00000000:1b:00.0", nvml) == 0
     assert match_nvml_device("99999999-0000-0000-0000-000000000000", None, nvml) is None
     assert match_nvml_device(None, None, nvml) is None
-
-
-def _tree(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text + "\n")
-    return root
 
 
 HWMON = "ina3221/1-0040/hwmon/hwmon1"

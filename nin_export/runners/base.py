@@ -71,6 +71,10 @@ class Runner(abc.ABC):
         """Images per second over ``streams`` streams, where the runner can run several at once."""
         return None
 
+    def settings(self) -> dict[str, Any]:
+        """What the runner runs with, as its backend reports it (precision hint, threads, streams); none by default."""
+        return {}
+
     def profile_range(self, name: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
         """(min, opt, max) shapes an engine accepts for input ``name``; None where any shape goes."""
         return None
