@@ -28,7 +28,7 @@ from .power import (
     sources_for,
 )
 from .runners.base import Runner
-from .runtimes import RunTarget, get_runtime
+from .runtimes import ArtifactKind, RunTarget, get_runtime
 from .timing import TimingOptions, measure
 
 __all__ = ["BenchJob", "run_job", "crosscheck_job"]
@@ -73,6 +73,8 @@ def _system_used_bytes() -> int | None:
 def _sampler(job: BenchJob) -> tuple[PowerSampler | None, str]:
     if job.power == "none":
         return None, "power not sampled (--power none)"
+    if job.target.device == "cuda" and get_runtime(job.runtime).artifact is not ArtifactKind.ONNX:
+        import torch  # noqa: F401  (this row's runner loads it anyway: NVML then measures the GPU torch runs on)
     return find_power_source(sources_for(job.target.device) if job.power == "auto" else [job.power])
 
 

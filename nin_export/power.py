@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -332,8 +333,23 @@ def match_nvml_device(uuid: str | None, pci_bus_id: str | None, nvml_devices: li
     return None
 
 
+def visible_device(env: dict[str, str] | None = None) -> tuple[str | None, int | None]:
+    """CUDA device 0 as CUDA_VISIBLE_DEVICES names it: (its UUID, None) or (None, its NVML index, where
+    CUDA_DEVICE_ORDER=PCI_BUS_ID makes CUDA's and NVML's numbering agree); (None, None) where it does not say."""
+    env = os.environ if env is None else env
+    first = env.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    if first.upper().startswith(("GPU-", "MIG-")):
+        return first, None
+    if first.isdigit() and env.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID":
+        return None, int(first)
+    return None, None
+
+
 def torch_gpu_identity(device: int | None = None) -> tuple[str | None, str | None]:
-    """(UUID, PCI bus id) of torch's CUDA device (the current one by default); (None, None) without CUDA."""
+    """(UUID, PCI bus id) of torch's CUDA device (the current one by default); (None, None) without CUDA, and
+    where this process has not loaded torch (an onnxruntime row never does: NVML alone then decides)."""
+    if "torch" not in sys.modules:
+        return None, None
     try:
         import torch
 
@@ -373,6 +389,11 @@ class NvmlSampler(PowerSampler):
             self.counter = True
         except pynvml.NVMLError:
             self.counter = False
+        try:
+            pynvml.nvmlDeviceGetPowerUsage(self.handle)
+        except pynvml.NVMLError as e:  # some GeForce, laptop and WSL GPUs: no power reading at all
+            if not self.counter:
+                raise PowerSourceUnavailable(f"NVML reads neither power nor energy on this GPU ({e})") from None
         self._e0 = 0
 
     def _handle(self, device: int | None) -> tuple[Any, str]:
@@ -383,11 +404,15 @@ class NvmlSampler(PowerSampler):
         i = match_nvml_device(uuid, pci, ids)
         if i is not None:
             return handles[i], "uuid" if _norm_uuid(ids[i][0]) == _norm_uuid(uuid) else "pci bus id"
+        visible_uuid, index = visible_device()
+        i = match_nvml_device(visible_uuid, None, ids)
+        if i is not None or (index is not None and index < len(handles)):
+            return handles[i if i is not None else index], "CUDA_VISIBLE_DEVICES"
         if len(handles) == 1:
             return handles[0], "the only GPU NVML sees"
         raise PowerSourceUnavailable(
-            f"NVML sees {len(handles)} GPUs and none matches torch's CUDA device (uuid {uuid}, PCI {pci}): "
-            f"cannot tell which one to measure"
+            f"NVML sees {len(handles)} GPUs and none matches this process's CUDA device (uuid {uuid}, PCI {pci}): "
+            f"set CUDA_VISIBLE_DEVICES to the GPU's UUID (nvidia-smi -L) to say which one to measure"
         )
 
     def describe(self) -> str:
@@ -395,7 +420,10 @@ class NvmlSampler(PowerSampler):
         return f"NVML ({gpu}, {'energy counter' if self.counter else 'power samples'})"
 
     def read(self) -> PowerSample:
-        return PowerSample(time.perf_counter(), self.nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0)
+        try:
+            return PowerSample(time.perf_counter(), self.nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0)
+        except self.nvml.NVMLError as e:  # a missed reading: the poll loop skips it, as a sensor's OSError
+            raise OSError(str(e)) from None
 
     def start(self) -> "NvmlSampler":
         if self.counter:

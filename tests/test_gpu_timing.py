@@ -267,3 +267,24 @@ def test_crosscheck_skips_without_a_gpu(tmp_path):
     res = crosscheck_job(str(tmp_path / "missing.engine"))
     assert res["status"] == "skipped" and "GPU" in res["reason"]
     assert latencies_agree(1.0, 1.2) and not latencies_agree(1.0, 2.0) and latencies_agree(0.02, 0.05)
+
+
+def test_cuda_visible_devices_names_the_gpu_where_torch_is_not_loaded():
+    from nin_export.power import visible_device
+
+    assert visible_device({"CUDA_VISIBLE_DEVICES": "GPU-22222222-aaaa-bbbb-cccc-000000000000,1"}) == (
+        "GPU-22222222-aaaa-bbbb-cccc-000000000000",
+        None,
+    )
+    assert visible_device({"CUDA_VISIBLE_DEVICES": "1"}) == (None, None), "CUDA's default order is not NVML's"
+    assert visible_device({"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}) == (None, 1)
+    assert visible_device({}) == (None, None)
+
+
+def test_a_refused_capture_keeps_tensorrts_reason():
+    from nin_export.errors import NinExportError
+
+    def refused():
+        raise NinExportError("TensorRT says this execution context cannot be captured on its stream")
+
+    assert capture_or_fallback(refused) == (None, "TensorRT says this execution context cannot be captured on its stream")

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import first_line
+from ..errors import NinExportError, first_line
 
 __all__ = ["SplitTimer", "split_summary", "timing_warnings", "capture_or_fallback", "multi_stream_throughput", "DEPTH"]
 
@@ -60,18 +60,23 @@ class SplitTimer:
         done = self._collect(self._pending.popleft()) if len(self._pending) >= self.depth else None
         events = self._free.popleft()
         e0, e1, e2, e3 = events
-        t0 = time.perf_counter()
         with self.torch.cuda.stream(self.stream):
             e0.record(self.stream)
             h2d()
             e1.record(self.stream)
-            compute()
+            t0 = time.perf_counter()
+            compute()  # trtexec brackets the enqueue call alone: the copies and event records are not enqueue time
+            self.enqueue_ms.append((time.perf_counter() - t0) * 1000)
             e2.record(self.stream)
             d2h()
             e3.record(self.stream)
-        self.enqueue_ms.append((time.perf_counter() - t0) * 1000)
         self._pending.append((events, t0))
         return done
+
+    @property
+    def pending(self) -> int:
+        """Iterations enqueued and not yet collected."""
+        return len(self._pending)
 
     def drain(self) -> list[float]:
         """Wait for every iteration in flight; their compute times (seconds), oldest first."""
@@ -144,12 +149,15 @@ def split_summary(h2d: list[float], compute: list[float], d2h: list[float], enqu
 
 
 def capture_or_fallback(capture: Callable[[], Any], capturable: Callable[[], str | None] | None = None) -> tuple[Any, str | None]:
-    """(graph, None) when ``capture()`` made one; (None, why) when ``capturable()`` says it cannot be done or
-    the capture raised: the caller then goes on with plain enqueues and records the reason."""
+    """(graph, None) when ``capture()`` made one; (None, why) when ``capturable()`` says it cannot be done, or
+    ``capture()`` refused (a NinExportError: its message is the reason) or failed: the caller then goes on with
+    plain enqueues and records the reason."""
     if capturable is not None and (why := capturable()) is not None:
         return None, why
     try:
         return capture(), None
+    except NinExportError as e:
+        return None, str(e)
     except Exception as e:  # noqa: BLE001  (CUDA and TensorRT raise their own types; any failure means: no graph)
         return None, f"CUDA graph capture failed ({type(e).__name__}: {first_line(e, 200)}); plain enqueue used"
 

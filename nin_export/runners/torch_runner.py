@@ -4,7 +4,7 @@ stream, every iteration kept, optionally the forward captured once in a CUDA gra
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -62,6 +62,7 @@ class TorchRunner(Runner):
             self._shape: tuple[int, ...] | None = None
             self._fed: int | None = None
             self._graph_note: str | None = None
+            self._graph: Any = None
 
     @property
     def input_names(self) -> list[str]:
@@ -92,7 +93,13 @@ class TorchRunner(Runner):
             self.stream.synchronize()
             self._host_out = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
             self._dev_out, self._shape, self._fed = out, shape, None
+            if self.cuda_graph:  # captured here, outside any timed iteration
+                from .cuda_timing import capture_or_fallback
+
+                graph, self._graph_note = capture_or_fallback(self._capture)
+                self._graph = graph if graph is not None else False  # False: refused, plain enqueues
         if always_fill or self._fed != id(x):
+            self.timer.drain()  # an in-flight H2D may still read the pinned input
             self._host_in.copy_(torch.from_numpy(np.ascontiguousarray(x)))
             self._fed = id(x)
 
@@ -100,28 +107,20 @@ class TorchRunner(Runner):
         self._dev_in.copy_(self._host_in, non_blocking=True)
 
     def _compute(self) -> None:
-        if not self.cuda_graph:
+        if self._graph:
+            self._graph.replay()  # rewrites the static output captured in _capture
+        else:
             self._dev_out = self.model(self._dev_in)
-            return
-        if self._graph is None:
-            from .cuda_timing import capture_or_fallback
-
-            self._graph, self._graph_note = capture_or_fallback(self._capture)
-            if self._graph is None:
-                self._graph = False  # captured once, failed: plain enqueues from now on
-        if self._graph is False:
-            self._dev_out = self.model(self._dev_in)
-            return
-        self._graph.replay()
 
     def _capture(self) -> torch.cuda.CUDAGraph:
-        self.timer.drain()  # nothing of ours in flight during the capture
-        for _ in range(2):  # warm-up on this side stream before the capture, as torch.cuda.graphs asks
-            self.model(self._dev_in)
+        with torch.cuda.stream(self.stream):  # warm-up on this side stream before the capture, as torch.cuda.graphs asks
+            for _ in range(2):
+                self.model(self._dev_in)
         self.stream.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
-            out = self.model(self._dev_in)  # static output, rewritten by every replay
+        with torch.cuda.stream(self.stream):  # the current stream comes back even if the capture fails
+            with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
+                out = self.model(self._dev_in)  # static output, rewritten by every replay
         self._dev_out = out
         return graph
 
@@ -131,6 +130,11 @@ class TorchRunner(Runner):
     def reset_split(self) -> None:
         if self.device.type == "cuda":
             self.timer.reset()
+
+    def deactivate_impl(self) -> None:
+        if self.device.type == "cuda":  # nothing freed under work still in flight
+            self.timer.drain()
+            self.stream.synchronize()
 
     def drain_timing(self) -> list[float]:
         return self.timer.drain() if self.device.type == "cuda" else []

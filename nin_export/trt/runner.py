@@ -7,6 +7,7 @@ CUDA graph of the compute, and throughput over several streams with one executio
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,8 +34,11 @@ def _torch_dtype(trt: Any, dt: Any):
         trt.DataType.INT8: torch.int8,
         trt.DataType.BOOL: torch.bool,
     }
-    if hasattr(trt.DataType, "INT64"):
-        table[trt.DataType.INT64] = torch.int64
+    for name, t in (("INT64", torch.int64), ("BF16", torch.bfloat16), ("UINT8", torch.uint8)):
+        if hasattr(trt.DataType, name):
+            table[getattr(trt.DataType, name)] = t
+    if dt not in table:
+        raise NinExportError(f"the engine has a {dt} input or output, which nin-export's runner does not bind")
     return table[dt]
 
 
@@ -59,9 +63,10 @@ def engine_validity(trtm: Any, runtime: Any, data: bytes) -> str | None:
 
 
 def runtime_config(trt: Any, engine: Any) -> tuple[Any, ...]:
-    """TensorRT-RTX: a runtime config that fits stream capture: its built-in CUDA graphs off (the runner
-    captures, as for TensorRT 10/11), shape-specialized kernels compiled eagerly (lazy specialization would
-    freeze fallback kernels into a captured graph). () for TensorRT 10/11, which have no runtime config."""
+    """A runtime config that fits stream capture where the engine offers one (TensorRT-RTX, TensorRT 10.x from
+    about 10.11, 11.x): TensorRT-RTX's built-in CUDA graphs off (the runner captures, as for TensorRT 10/11) and
+    shape-specialized kernels compiled eagerly (lazy specialization would freeze fallback kernels into a
+    captured graph); the other TensorRTs have neither knob and keep their defaults. () without one (10.3)."""
     if not hasattr(engine, "create_runtime_config"):
         return ()
     rc = engine.create_runtime_config()
@@ -231,7 +236,13 @@ class TrtRunner(Runner):
         if self._io is None or self._io.shapes != shapes:
             self.timer.drain()  # iterations in flight still use the old buffers
             self._io, self._fed, self._graph = _IO(self, self.context, shapes), {}, None
+            if self.cuda_graph:  # captured here, outside any timed iteration
+                from ..runners.cuda_timing import capture_or_fallback
+
+                graph, self._graph_note = capture_or_fallback(self._capture)
+                self._graph = graph if graph is not None else False  # False: refused, plain enqueues
         if always_fill or any(self._fed.get(n) != id(feed[n]) for n in self.inputs):
+            self.timer.drain()  # an in-flight H2D may still read the pinned input
             self._io.fill(feed)
             self._fed = {n: id(feed[n]) for n in self.inputs}
         return self._io
@@ -241,18 +252,10 @@ class TrtRunner(Runner):
             raise NinExportError("TensorRT execute_async_v3 failed (see the TensorRT log)")
 
     def _compute(self) -> None:
-        if not self.cuda_graph:
+        if self._graph:
+            self._graph.replay()
+        else:
             self._execute(self.context, self.stream)
-            return
-        if self._graph is None:
-            from ..runners.cuda_timing import capture_or_fallback
-
-            graph, self._graph_note = capture_or_fallback(self._capture, self._capturable)
-            self._graph = graph if graph is not None else False  # False: refused once, plain enqueues from now on
-        if self._graph is False:
-            self._execute(self.context, self.stream)
-            return
-        self._graph.replay()
 
     def _capturable(self) -> str | None:
         """Why TensorRT says this context cannot be captured on its stream (None: it can, or it cannot tell)."""
@@ -265,14 +268,17 @@ class TrtRunner(Runner):
         return None
 
     def _capture(self) -> Any:
-        """One plain enqueue after a shape change (TensorRT's rule), then a thread-local capture, as trtexec."""
+        """One plain enqueue after a shape change (TensorRT's rule), then TensorRT's own word on capture, then a
+        thread-local capture, as trtexec does."""
         torch = self.torch
-        self.timer.drain()
         self._execute(self.context, self.stream)
         self.stream.synchronize()
+        if (why := self._capturable()) is not None:
+            raise NinExportError(why)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
-            self._execute(self.context, self.stream)
+        with torch.cuda.stream(self.stream):  # the current stream comes back even if the capture fails
+            with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
+                self._execute(self.context, self.stream)
         return graph
 
     def infer_impl(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -315,7 +321,23 @@ class TrtRunner(Runner):
             lanes.append((stream, enqueue))
         return multi_stream_throughput(self.torch, lanes, next(iter(shapes.values()))[0], seconds)
 
+    def host_infer_seconds(self, feed: Mapping[str, np.ndarray]) -> float:
+        """Host seconds of one synchronous inference with its copies (fill, H2D, execute, D2H, wait): the scope
+        Polygraphy's last_inference_time() covers, for the cross-check."""
+        t0 = time.perf_counter()
+        io = self._bind(feed, always_fill=True)
+        self.timer.run(io.h2d, self._compute, io.d2h)
+        self.timer.drain()
+        return time.perf_counter() - t0
+
+    def input_dtype(self, name: str) -> np.dtype:
+        """The numpy dtype an input is bound with (float16 for an FP16-I/O engine)."""
+        return np.dtype(np.float16) if self.engine.get_tensor_dtype(name) == self.trt.DataType.HALF else np.dtype(np.float32)
+
     def deactivate_impl(self) -> None:
+        if hasattr(self, "timer"):  # nothing freed under work still in flight
+            self.timer.drain()
+            self.stream.synchronize()
         for attr in ("_graph", "_io", "context", "_device_buffers", "engine", "runtime"):
             if hasattr(self, attr):
                 delattr(self, attr)
