@@ -38,18 +38,18 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from nin_export.data import open_source
-from nin_export.enums import CalibMethod, Int8Target, Precision, Quantizer
-from nin_export.envinfo import environment, machine_name
-from nin_export.export import export_model
-from nin_export.meta import ModelMeta
+from nin_export.core.data import open_source
+from nin_export.core.enums import CalibMethod, Int8Target, Precision, Quantizer
+from nin_export.core.envinfo import environment, machine_name
+from nin_export.core.meta import ModelMeta
+from nin_export.core.onnx_utils import read_metadata, set_metadata
+from nin_export.export.exporter import export_model
 from nin_export.models import build_model
-from nin_export.onnx_utils import read_metadata, set_metadata
-from nin_export.qdq import calibrate, float16_remainder, head_nodes, name_nodes, ort_settings, quantize_int8
-from nin_export.quantize import QuantizeOptions, analyze, held_out_halves, quantize
+from nin_export.quantize.ptq import QuantizeOptions, analyze, held_out_halves, quantize
+from nin_export.quantize.qdq import calibrate, float16_remainder, head_nodes, name_nodes, ort_settings, quantize_int8
+from nin_export.quantize.sensitivity import fidelity
 from nin_export.runners import OrtRunner
-from nin_export.sensitivity import fidelity
-from nin_export.timing import TimingOptions, measure
+from nin_export.runners.timing import TimingOptions, measure
 
 SCHEMA = "nin-export/int8-comparison/2"
 
@@ -78,7 +78,7 @@ def _ort_signed_entropy(model: onnx.ModelProto, calib_x: np.ndarray) -> dict[str
 
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
-    from nin_export.qdq import _equal_batch, _Reader
+    from nin_export.quantize.qdq import _equal_batch, _Reader
 
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "m.onnx")
@@ -136,7 +136,7 @@ def _ort_static(src: Path, calib_x: np.ndarray, dst: Path) -> Path:
     """onnxruntime's own best static quantization for its CPU kernels."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from nin_export.qdq import _Reader
+    from nin_export.quantize.qdq import _Reader
 
     quantize_static(
         str(src), str(dst), _Reader("input", calib_x, 20), quant_format=QuantFormat.QDQ, per_channel=True,

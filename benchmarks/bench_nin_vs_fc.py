@@ -16,10 +16,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from nin_export.bench import BenchConfig, run_bench
-from nin_export.envinfo import environment, machine_name
-from nin_export.report import render_report
-from nin_export.timing import TimingOptions
+from nin_export.bench.report import render_report
+from nin_export.bench.run import BenchConfig, run_bench
+from nin_export.core.envinfo import environment, machine_name
+from nin_export.runners.timing import TimingOptions
 
 
 def main() -> int:

@@ -34,15 +34,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from nin_export.data import Preprocess, open_source
-from nin_export.enums import Int8Target, Precision
-from nin_export.envinfo import environment, machine_name
-from nin_export.export import export_model
+from nin_export.core.data import Preprocess, open_source
+from nin_export.core.enums import Int8Target, Precision
+from nin_export.core.envinfo import environment, machine_name
+from nin_export.export.exporter import export_model
 from nin_export.models import build_model, get_spec
-from nin_export.quantize import QuantizeOptions, quantize
+from nin_export.models.summary import summarize
+from nin_export.quantize.ptq import QuantizeOptions, quantize
 from nin_export.runners import OrtRunner, TorchRunner
 from nin_export.runners.openvino import OvRunner
-from nin_export.summary import summarize
 
 SCHEMA = "nin-export/openvino-bench/1"
 CALIB = 300

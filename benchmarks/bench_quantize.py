@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nin_export.enums import Int8Target, Precision
-from nin_export.envinfo import environment, machine_name
-from nin_export.export import export_model
+from nin_export.core.enums import Int8Target, Precision
+from nin_export.core.envinfo import environment, machine_name
+from nin_export.export.exporter import export_model
 from nin_export.models import create_model
-from nin_export.quantize import QuantizeOptions, quantize
+from nin_export.quantize.ptq import QuantizeOptions, quantize
 from nin_export.runners import OrtRunner
-from nin_export.timing import TimingOptions, measure
+from nin_export.runners.timing import TimingOptions, measure
 
 SCHEMA = "nin-export/quantize-bench/1"
 

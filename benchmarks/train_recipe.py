@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nin_export._io import write_json
-from nin_export.envinfo import environment, machine_name
+from nin_export.core._io import write_json
+from nin_export.core.envinfo import environment, machine_name
 from nin_export.train import TrainOptions, train
 
 GRID = {

@@ -7,6 +7,6 @@ try:
 except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.1.0"
 
-from .errors import NinExportError  # noqa: E402
+from .core.errors import NinExportError  # noqa: E402
 
 __all__ = ["__version__", "NinExportError"]

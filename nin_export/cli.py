@@ -15,9 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__
-from ._format import fmt_bytes, fmt_int, fmt_macs
-from ._proc import Terminated, handle_termination, signal_name
-from .defaults import (
+from .core._format import fmt_bytes, fmt_int, fmt_macs
+from .core._proc import Terminated, handle_termination, signal_name
+from .core.defaults import (
     DEFAULT_AGREEMENT_FLOOR,
     DEFAULT_BATCH_PROFILE,
     DEFAULT_BATCH_SIZE,
@@ -41,11 +41,11 @@ from .defaults import (
     MIN_CALIB_IMAGES,
     TORCHSCRIPT_OPSET,
 )
-from .enums import CalibMethod, Exporter, Int8Target, Optimizer, Precision, Quantizer
-from .errors import NinExportError, first_line
-from .parse import cap_threads
+from .core.enums import CalibMethod, Exporter, Int8Target, Optimizer, Precision, Quantizer
+from .core.errors import NinExportError, first_line
+from .core.parse import cap_threads
+from .runners.timing import TimingOptions
 from .runtimes import RUNTIMES, get_runtime, runtime_help
-from .timing import TimingOptions
 from .trt._api import TrtFlavour
 
 # Piped output (CI logs, files) gets a wide fixed width so figures are never cut.
@@ -201,7 +201,7 @@ def models_cmd() -> None:
       nin-export models
     """
     from .models import create_model, get_spec, list_models
-    from .summary import summarize
+    from .models.summary import summarize
 
     table = Table(title="nin-export models (defaults)")
     for col, just in (
@@ -273,7 +273,7 @@ def summary_cmd(model: str, **kw: Any) -> None:
       nin-export summary nin-imagenet
       nin-export summary nin-cifar10 --num-classes 100 --input-size 48x48
     """
-    from .summary import WEIGHT_BYTES_RULE, summarize
+    from .models.summary import WEIGHT_BYTES_RULE, summarize
 
     m = _build(model, **kw)
     cfg = m.config
@@ -357,8 +357,8 @@ def onnx_cmd(
       nin-export onnx --model nin-imagenet --batch 1 --opset 13 --exporter torchscript
       nin-export onnx --model nin-seed --dynamic-hw --input-size 96x96
     """
-    from .export import ExportOptions, export_model
-    from .parse import parse_batch
+    from .core.parse import parse_batch
+    from .export.exporter import ExportOptions, export_model
 
     opts = ExportOptions(
         opset=opset, batch=parse_batch(batch), dynamic_hw=dynamic_hw, simplify=not no_simplify, exporter=Exporter(exporter)
@@ -393,7 +393,7 @@ def inspect_cmd(path: str) -> None:
       nin-export inspect out/nin-cifar10.sim.onnx
       nin-export inspect out/nin-cifar10.fp16.rtx.engine
     """
-    from .onnx_utils import describe_onnx
+    from .core.onnx_utils import describe_onnx
 
     if path.endswith((".engine", ".plan")):
         _inspect_engine(path)
@@ -616,7 +616,7 @@ def _make_quantize_options(
     keep_io_types: bool = True,
     synthetic: bool = False,
 ):
-    from .quantize import QuantizeOptions
+    from .quantize.ptq import QuantizeOptions
 
     if no_calib_cache and calib_cache:
         raise NinExportError("--calib-cache and --no-calib-cache contradict each other: pass one")
@@ -687,7 +687,7 @@ def quantize_cmd(
       nin-export quantize out/nin-imagenet.sim.onnx --int8 --calib-data digits --min-agreement 0.99
       nin-export quantize out/nin-cifar10.sim.onnx --int8 --calib-data digits --exclude node_conv2d --quantizer modelopt
     """
-    from .quantize import quantize
+    from .quantize.ptq import quantize
 
     precision = _one_precision(fp16, int8)
     if precision is None:
@@ -741,9 +741,9 @@ def sensitivity_cmd(onnx_path: str, output_dir: str | None, **q: Any) -> None:
       nin-export sensitivity out/nin-cifar10.sim.onnx --calib-data digits
       nin-export sensitivity out/nin-imagenet.sim.onnx --calib-data ~/val --eval-count 500 -o sens/
     """
-    from ._io import check_outputs
-    from .quantize import analyze
-    from .sensitivity import write_sensitivity
+    from .core._io import check_outputs
+    from .quantize.ptq import analyze
+    from .quantize.sensitivity import write_sensitivity
 
     src = Path(onnx_path)
     out = Path(output_dir) if output_dir else src.with_name(src.name.removesuffix(".onnx") + ".sensitivity")
@@ -779,7 +779,7 @@ def doctor_cmd(output: str) -> None:
       nin-export doctor
       nin-export doctor -o /tmp/jetson-doctor.json
     """
-    from ._io import check_outputs, write_json
+    from .core._io import check_outputs, write_json
     from .doctor import run_doctor
 
     check_outputs([output])
@@ -825,7 +825,7 @@ def _print_doctor(doc: dict[str, Any]) -> None:
 
 def _newest_onnx() -> str:
     """No path given: the newest FP32 ONNX in the default output directory's manifest, as after 'nin-export onnx'."""
-    from .manifest import MANIFEST_NAME, newest_fp32_onnx
+    from .core.manifest import MANIFEST_NAME, newest_fp32_onnx
 
     d = Path(DEFAULT_ONNX_DIR)
     if not (d / MANIFEST_NAME).is_file():
@@ -849,7 +849,7 @@ def _refuse_trt_unused(onnx_path: str, precision: Precision | None) -> None:
     if precision not in (Precision.FP16, Precision.INT8):
         _refuse_unused(_CONVERSION, "without --fp16 or --int8 (the graph is built as it is)")
     elif _given(_CONVERSION) and Path(onnx_path).is_file():
-        from .onnx_utils import graph_precision, load_onnx
+        from .core.onnx_utils import graph_precision, load_onnx
 
         graph = graph_precision(load_onnx(onnx_path))
         if graph is precision:
@@ -938,7 +938,7 @@ def trt_cmd(
       nin-export trt out/nin-cifar10.sim.onnx --int8 --calib-data digits --calib-count 500 --batch 1:8:32
       nin-export trt out/nin-cifar10.int8.onnx --backend tensorrt-rtx --target SM86 --target SM89
     """
-    from .parse import parse_batch_profile, parse_shape
+    from .core.parse import parse_batch_profile, parse_shape
     from .trt import BuildOptions
     from .trt.convert import engine_from_onnx
 
@@ -993,7 +993,7 @@ def _csv_list(value: str, what: str, choices: list[str], same: Callable[[str], s
 
 
 def _given_engines(cfg: Any, engines: tuple[str, ...], baseline_engines: tuple[str, ...]) -> None:
-    from .bench import engine_precision
+    from .bench.run import engine_precision
 
     for (name, _), paths in zip(cfg.pair(), (engines, baseline_engines)):
         for p in paths:
@@ -1033,8 +1033,8 @@ def _bench_config(
     streams: int = 1,
     verify_trt: bool = False,
 ):
-    from .bench import BenchConfig
-    from .parse import parse_batch_list
+    from .bench.run import BenchConfig
+    from .core.parse import parse_batch_list
 
     cfg = BenchConfig(
         model=model,
@@ -1151,7 +1151,7 @@ def bench_cmd(report: bool, **kw: Any) -> None:
       nin-export bench --model nin-imagenet --baseline fc-imagenet --backends torch,ort,trt --batch 1,16
       nin-export bench --precisions fp32,int8 --threads 2 --min-ms 1000 -o bench/quick
     """
-    from .bench import run_bench
+    from .bench.run import run_bench
 
     cfg = _bench_config(**kw)
     with _bar() as bar:
@@ -1197,7 +1197,7 @@ def _print_crosschecks(res: dict[str, Any]) -> None:
 
 
 def _print_report(paths: list[str], out_dir: str) -> None:
-    from .report import render_report
+    from .bench.report import render_report
 
     rep = render_report(paths, out_dir)
     _print_headlines(rep["headline"])

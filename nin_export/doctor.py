@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .defaults import DEFAULT_RTX_TARGETS
-from .enums import Precision
-from .errors import first_line
+from .core.defaults import DEFAULT_RTX_TARGETS
+from .core.enums import Precision
+from .core.errors import first_line
 
 __all__ = ["Check", "capabilities", "run_doctor"]
 
@@ -40,8 +40,8 @@ def capabilities() -> dict[str, Any]:
     TensorRT-RTX, Jetson model, L4T, nvpmodel, jetson_clocks, DLA cores, power sources."""
     import onnxruntime
 
-    from .envinfo import environment
-    from .power import power_sources
+    from .bench.power import power_sources
+    from .core.envinfo import environment
 
     env = environment()
     caps: dict[str, Any] = {
@@ -101,7 +101,7 @@ class _Smoke:
     def export(self) -> str:
         import torch
 
-        from .export import export_model
+        from .export.exporter import export_model
         from .models import create_model
 
         torch.manual_seed(0)
@@ -110,7 +110,7 @@ class _Smoke:
         return f"nin-cifar10 (random weights) -> {res.final_path.name}, checked against PyTorch"
 
     def _quantize(self, precision: Precision) -> str:
-        from .quantize import QuantizeOptions, quantize
+        from .quantize.ptq import QuantizeOptions, quantize
 
         if "fp32" not in self.made:
             raise Skip("needs the export check")
@@ -126,8 +126,8 @@ class _Smoke:
         return self._quantize(Precision.INT8)
 
     def engine_build(self) -> str:
-        from .errors import BackendUnavailableError
-        from .gpu import gpu_info
+        from .core.errors import BackendUnavailableError
+        from .core.gpu import gpu_info
         from .trt import BuildOptions, build_engine, load_trt
 
         if "fp16" not in self.made:
@@ -150,10 +150,10 @@ class _Smoke:
     def engine_run(self) -> str:
         import numpy as np
 
-        from .gpu import gpu_info
+        from .core.gpu import gpu_info
+        from .core.verify import compare, tolerance_for
         from .runners.onnxrt import OrtRunner
         from .trt.runner import TrtRunner
-        from .verify import compare, tolerance_for
 
         if "engine" not in self.made:
             raise Skip("needs an engine (the build check)")
@@ -172,7 +172,7 @@ class _Smoke:
         return f"engine vs onnxruntime on 4 inputs: {a.describe()}"
 
     def crosscheck(self) -> str:
-        from .errors import BackendUnavailableError
+        from .core.errors import BackendUnavailableError
         from .trt.crosscheck import polygraphy_crosscheck
 
         if "engine_ran" not in self.made:
@@ -194,7 +194,7 @@ class _Smoke:
         import numpy as np
 
         from .runners.onnxrt import OrtRunner
-        from .timing import TimingOptions, measure
+        from .runners.timing import TimingOptions, measure
 
         if "fp32" not in self.made:
             raise Skip("needs the export check")
@@ -203,7 +203,7 @@ class _Smoke:
         return f"onnxruntime CPU, batch 1: median {st.median:.3f} ms over {st.iterations} iterations"
 
     def power(self) -> str:
-        from .power import find_power_source
+        from .bench.power import find_power_source
 
         sampler, what = find_power_source()
         if sampler is None:
@@ -240,7 +240,7 @@ class _Smoke:
         return TorchRunner(create_model("nin-cifar10"), device="cuda", cuda_graph=cuda_graph)
 
     def gpu_timing(self) -> str:
-        from .timing import TimingOptions, measure
+        from .runners.timing import TimingOptions, measure
 
         with self._torch_runner() as r:
             st = measure(r, _feed(), TimingOptions(100, 20, 300))
@@ -258,7 +258,7 @@ class _Smoke:
     def cuda_graph(self) -> str:
         import numpy as np
 
-        from .timing import TimingOptions, measure
+        from .runners.timing import TimingOptions, measure
 
         with self._torch_runner() as eager:
             ref = eager.infer(_feed())["logits"]
@@ -279,8 +279,8 @@ class _Smoke:
         return f"{one['images_per_s']:,.0f} img/s on one stream, {two['images_per_s']:,.0f} on two"
 
     def nvml_energy(self) -> str:
-        from .power import NvmlSampler, PowerSourceUnavailable, energy_figures
-        from .timing import TimingOptions, measure
+        from .bench.power import NvmlSampler, PowerSourceUnavailable, energy_figures
+        from .runners.timing import TimingOptions, measure
 
         runner = self._torch_runner()  # skips without CUDA, before NVML is asked
         try:

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from .data import DataError, align_classes, open_source
-from .errors import NinExportError
-from .meta import ModelMeta
+from .core.data import DataError, align_classes, open_source
+from .core.errors import NinExportError
+from .core.meta import ModelMeta
+from .core.onnx_utils import check_metadata_matches_graph, load_onnx, read_metadata
 from .models import get_spec, load_checkpoint
-from .onnx_utils import check_metadata_matches_graph, load_onnx, read_metadata
 from .runtimes import ArtifactKind, RunTarget, Runtime, get_runtime, runtime_for_artifact
 from .trt import read_sidecar
 

@@ -19,20 +19,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from ._io import check_outputs, ensure_dir, read_json, sha256_file, write_json
-from .bench import BenchConfig, run_bench
-from .config import load_settings
-from .data import DEFAULT_DATA
-from .defaults import DEFAULT_IDLE_S
-from .enums import CalibMethod, Precision, Quantizer
-from .errors import NinExportError
+from .bench.report import render_report
+from .bench.run import BenchConfig, run_bench
+from .core._io import check_outputs, ensure_dir, read_json, sha256_file, write_json
+from .core.config import load_settings
+from .core.data import DEFAULT_DATA
+from .core.defaults import DEFAULT_IDLE_S
+from .core.enums import CalibMethod, Precision, Quantizer
+from .core.errors import NinExportError
+from .core.parse import batch_profile_for, cap_threads
 from .evaluate import evaluate
-from .export import ExportOptions, export_model
+from .export.exporter import ExportOptions, export_model
 from .models import DEFAULT_MODEL, build_model, get_spec
-from .parse import batch_profile_for, cap_threads
-from .quantize import DEFAULT_CACHE_DIR, DEFAULT_CALIB_COUNT, DEFAULT_EVAL_COUNT, QuantizeOptions, quantize
-from .report import render_report
-from .timing import TimingOptions
+from .quantize.ptq import DEFAULT_CACHE_DIR, DEFAULT_CALIB_COUNT, DEFAULT_EVAL_COUNT, QuantizeOptions, quantize
+from .runners.timing import TimingOptions
 from .train import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_PATIENCE, TrainOptions, train
 from .trt import BuildOptions, load_trt
 from .trt.builder import DEFAULT_WORKSPACE_MIB

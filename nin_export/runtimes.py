@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .enums import Int8Target, Precision, StrEnum
-from .errors import NinExportError
+from .core.enums import Int8Target, Precision, StrEnum
+from .core.errors import NinExportError
 from .runners.base import Runner
 
 __all__ = ["ArtifactKind", "RunTarget", "Runtime", "RUNTIMES", "get_runtime", "runtime_for_artifact", "runtime_help"]

@@ -15,16 +15,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._io import atomic_path, check_outputs
-from .data import DataError, DataSource, Preprocess, Samples, open_source
-from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_PATIENCE, HEAD_BIAS
-from .enums import Optimizer
-from .errors import NinExportError
+from .core._io import atomic_path, check_outputs
+from .core.data import DataError, DataSource, Preprocess, Samples, open_source
+from .core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_PATIENCE, HEAD_BIAS
+from .core.enums import Optimizer
+from .core.errors import NinExportError
+from .core.meta import ModelMeta
 from .evaluate import topk
-from .meta import ModelMeta
 from .models import create_model, get_spec
+from .models.summary import check_memory
 from .runners.torch_runner import resolve_device
-from .summary import check_memory
 
 __all__ = ["TrainOptions", "train", "DEFAULT_LR", "HEAD_BIAS", "DEFAULT_EPOCHS", "DEFAULT_PATIENCE", "DEFAULT_BATCH_SIZE"]
 

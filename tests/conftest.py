@@ -32,7 +32,7 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
 @pytest.fixture(scope="session")
 def cifar_export(tmp_path_factory):
     """nin-cifar10 exported once (dynamic batch), shared by tests that only read it."""
-    from nin_export.export import export_model
+    from nin_export.export.exporter import export_model
     from nin_export.models import create_model
 
     out = tmp_path_factory.mktemp("cifar")

@@ -9,10 +9,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from nin_export.bench import BenchConfig, run_bench
-from nin_export.enums import Precision
-from nin_export.report import pair_ratios, render_report
-from nin_export.timing import LatencyStats, TimingOptions, percentile
+from nin_export.bench.report import pair_ratios, render_report
+from nin_export.bench.run import BenchConfig, run_bench
+from nin_export.core.enums import Precision
+from nin_export.runners.timing import LatencyStats, TimingOptions, percentile
 
 from .conftest import assert_one_line_error
 
@@ -135,8 +135,8 @@ def test_onnxruntime_gpu_providers_are_rows_of_the_table(tiny_results):
 @pytest.mark.skipif(not HAVE_RTX, reason="tensorrt_rtx not installed (pip install 'nin-export[rtx]')")
 def test_a_plain_plan_without_sidecar_is_accepted(tmp_path):
     """trtexec's engines have no sidecar: bench takes them with a note, and TensorRT's own check decides."""
-    from nin_export.bench import engine_precision
-    from nin_export.export import export_model
+    from nin_export.bench.run import engine_precision
+    from nin_export.export.exporter import export_model
     from nin_export.models import create_model
     from nin_export.trt import BuildOptions, TrtFlavour, build_engine
 
@@ -240,8 +240,8 @@ def test_torch_cuda_split_timing_on_one_stream(cuda_graph):
     import torch
 
     from nin_export.models import create_model
+    from nin_export.runners.timing import measure
     from nin_export.runners.torch_runner import TorchRunner
-    from nin_export.timing import measure
 
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     with TorchRunner(create_model("nin-cifar10"), device="cuda", cuda_graph=cuda_graph) as r:

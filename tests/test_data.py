@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nin_export.data import DataError, Preprocess, open_source, split_indices
+from nin_export.core.data import DataError, Preprocess, open_source, split_indices
 
 PRE = Preprocess((32, 32), 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 

@@ -4,11 +4,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from nin_export.errors import InputSizeError, NinExportError, OnnxFileError, OutputPathError
-from nin_export.export import DYNAMO_OPSET, TORCHSCRIPT_OPSET, Exporter, ExportOptions, export_model, resolve_exporter
-from nin_export.manifest import read_manifest
+from nin_export.core.errors import InputSizeError, NinExportError, OnnxFileError, OutputPathError
+from nin_export.core.manifest import read_manifest
+from nin_export.core.onnx_utils import describe_onnx, read_metadata
+from nin_export.export.exporter import DYNAMO_OPSET, TORCHSCRIPT_OPSET, Exporter, ExportOptions, export_model, resolve_exporter
 from nin_export.models import create_model
-from nin_export.onnx_utils import describe_onnx, read_metadata
 
 # Every model, at small inputs where the model allows (FC twins with a narrow head to stay fast).
 CASES = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nin_export.power import (
+from nin_export.bench.power import (
     Ina3221Sampler,
     PowerSample,
     PowerSampler,
@@ -21,7 +21,7 @@ from nin_export.power import (
 )
 from nin_export.runners.base import Runner
 from nin_export.runners.cuda_timing import capture_or_fallback, split_summary, timing_warnings
-from nin_export.timing import TimingOptions, measure
+from nin_export.runners.timing import TimingOptions, measure
 
 from .test_power import _tree
 
@@ -109,7 +109,7 @@ class SleepyRunner(PipelinedRunner):
 
 
 def test_worker_samples_power_over_the_timed_loop_only():
-    from nin_export._bench_worker import BenchJob, _measure_with_power
+    from nin_export.bench.worker import BenchJob, _measure_with_power
     from nin_export.runtimes import RunTarget
 
     job = BenchJob(
@@ -234,8 +234,8 @@ def test_rapl_does_not_count_the_package_twice_with_psys(tmp_path):
 
 
 def test_gpu_rows_without_cuda_torch_are_skipped_with_the_reason():
-    from nin_export.bench import _usable_gpu
-    from nin_export.enums import Precision
+    from nin_export.bench.run import _usable_gpu
+    from nin_export.core.enums import Precision
     from nin_export.runtimes import get_runtime
 
     have, why = _usable_gpu({"gpu": {"name": "NVIDIA H100 80GB HBM3", "driver": "580.1"}})  # nvidia-smi, no torch CUDA
@@ -258,8 +258,8 @@ def test_rtx_check_on_a_gpu_it_has_no_target_for_is_a_skip():
 
 
 def test_crosscheck_skips_without_a_gpu(tmp_path):
-    from nin_export._bench_worker import crosscheck_job
-    from nin_export.gpu import gpu_info
+    from nin_export.bench.worker import crosscheck_job
+    from nin_export.core.gpu import gpu_info
     from nin_export.trt.crosscheck import latencies_agree
 
     if gpu_info() is not None:
@@ -270,7 +270,7 @@ def test_crosscheck_skips_without_a_gpu(tmp_path):
 
 
 def test_cuda_visible_devices_names_the_gpu_where_torch_is_not_loaded():
-    from nin_export.power import visible_device
+    from nin_export.bench.power import visible_device
 
     assert visible_device({"CUDA_VISIBLE_DEVICES": "GPU-22222222-aaaa-bbbb-cccc-000000000000,1"}) == (
         "GPU-22222222-aaaa-bbbb-cccc-000000000000",
@@ -282,7 +282,7 @@ def test_cuda_visible_devices_names_the_gpu_where_torch_is_not_loaded():
 
 
 def test_a_refused_capture_keeps_tensorrts_reason():
-    from nin_export.errors import NinExportError
+    from nin_export.core.errors import NinExportError
 
     def refused():
         raise NinExportError("TensorRT says this execution context cannot be captured on its stream")

@@ -23,10 +23,10 @@ import pytest
 import torch
 from PIL import Image
 
-from nin_export.enums import Precision
-from nin_export.export import export_model
+from nin_export.core.enums import Precision
+from nin_export.export.exporter import export_model
 from nin_export.models import create_model
-from nin_export.quantize import QuantizeOptions, quantize
+from nin_export.quantize.ptq import QuantizeOptions, quantize
 
 CLI = [sys.executable, "-c", "from nin_export.cli import main; main()"]
 
@@ -118,7 +118,7 @@ def _pickled_object() -> bytes:
 def _lying_onnx(src: Path, dest: Path) -> None:
     import onnx
 
-    from nin_export.onnx_utils import set_metadata
+    from nin_export.core.onnx_utils import set_metadata
 
     m = onnx.load(str(src))
     set_metadata(m, {"input_size": [64, 64]})  # the graph takes 32x32

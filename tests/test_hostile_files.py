@@ -56,7 +56,7 @@ def files(ws):  # noqa: F811
 def _metadata_variants(root: Path) -> None:
     import onnx
 
-    from nin_export.onnx_utils import read_metadata, set_metadata
+    from nin_export.core.onnx_utils import read_metadata, set_metadata
 
     for name, change in (
         ("five-classes", {"classes": [str(i) for i in range(5)]}),
@@ -203,7 +203,7 @@ def test_a_long_output_name_gets_a_temporary_name_that_fits(files, tmp_path):
 def test_the_sweep_leaves_user_files_and_live_temporaries_alone(tmp_path):
     import fcntl
 
-    from nin_export._io import RUN_TOKEN
+    from nin_export.core._io import RUN_TOKEN
 
     out = tmp_path / "out"
     out.mkdir()
@@ -290,7 +290,7 @@ def test_config_suffix_in_any_case_and_bare_command(files, tmp_path):
 
 
 def test_threads_are_capped_at_the_cpu_count():
-    from nin_export.parse import cap_threads
+    from nin_export.core.parse import cap_threads
 
     cpus = os.cpu_count() or 1
     assert cap_threads(100_000) == (cpus, f"--threads 100000 is more than this machine's {cpus} CPUs: using {cpus}")

@@ -10,14 +10,14 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from nin_export.enums import CalibMethod, Int8Target, Precision, Quantizer
-from nin_export.errors import NinExportError, VerificationError
-from nin_export.export import export_model
-from nin_export.manifest import read_manifest
+from nin_export.core.enums import CalibMethod, Int8Target, Precision, Quantizer
+from nin_export.core.errors import NinExportError, VerificationError
+from nin_export.core.manifest import read_manifest
+from nin_export.core.onnx_utils import read_metadata, set_metadata
+from nin_export.export.exporter import export_model
 from nin_export.models import create_model
-from nin_export.onnx_utils import read_metadata, set_metadata
-from nin_export.quantize import QuantizeOptions, analyze, quantize
-from nin_export.sensitivity import write_sensitivity
+from nin_export.quantize.ptq import QuantizeOptions, analyze, quantize
+from nin_export.quantize.sensitivity import write_sensitivity
 
 from .conftest import assert_one_line_error
 
@@ -212,7 +212,7 @@ def test_modelopt_quantizer(graphs, tmp_path):
 
 def test_keep_float_until_gives_up_before_every_layer_is_float():
     """All layers in float would be the FP32 graph again: the search stops one short and says why."""
-    from nin_export.sensitivity import LayerSensitivity, keep_float_until
+    from nin_export.quantize.sensitivity import LayerSensitivity, keep_float_until
 
     ranking = [LayerSensitivity(f"c{i}", "Conv", 10, 0.5, 10.0) for i in range(3)]
     ref = np.eye(4, dtype=np.float32)
@@ -246,7 +246,7 @@ def test_entropy_threshold_by_hand():
     body's equal pairs, so Q is the body exactly and P differs only by the outlier added to its last bin:
     KL(256) = (B - c) / (B + 1) * ln(B / (B + 1)) + (c + 1) / (B + 1) * ln((c + 1) B / (c (B + 1))), with B
     the body's count and c = 2270 its last bin's. The outlier is clipped at the body's end."""
-    from nin_export.calibrate import entropy_amax, kl_threshold_bin
+    from nin_export.quantize.calibrate import entropy_amax, kl_threshold_bin
 
     h = _paired_body_and_outlier()
     i, kl = kl_threshold_bin(h)
@@ -284,7 +284,7 @@ def _reference_kl_threshold(hist, nbins=128, start=128):
 
 
 def test_entropy_matches_the_reference_algorithm():
-    from nin_export.calibrate import kl_threshold_bin
+    from nin_export.quantize.calibrate import kl_threshold_bin
 
     rng = np.random.default_rng(0)
     for df in (2, 4, 8):
@@ -298,8 +298,8 @@ def test_entropy_calibration_clips_on_abs_values():
     range of +-(the body's end), as |x| and not a signed histogram decides."""
     from onnx import helper
 
-    from nin_export.enums import CalibMethod
-    from nin_export.qdq import calibrate
+    from nin_export.core.enums import CalibMethod
+    from nin_export.quantize.qdq import calibrate
 
     h, w = _paired_body_and_outlier(), 1.0 / 256
     vals = np.concatenate([np.full(int(c), (j + 0.5) * w) for j, c in enumerate(h[:256])] + [[-2048 * w]])

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from nin_export.errors import FileFormatError, NinExportError
-from nin_export.meta import ModelMeta
+from nin_export.bench.results import load_results
+from nin_export.core.errors import FileFormatError, NinExportError
+from nin_export.core.meta import ModelMeta
 from nin_export.pipeline import PipelineConfig, load_config, run_pipeline
-from nin_export.quantize import load_calibration_cache
-from nin_export.results import load_results
+from nin_export.quantize.ptq import load_calibration_cache
 from nin_export.trt import read_sidecar
 
 from .conftest import assert_one_line_error

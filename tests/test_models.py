@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from nin_export.errors import InputSizeError, UnknownModelError, WeightsError
+from nin_export.core.errors import InputSizeError, UnknownModelError, WeightsError
 from nin_export.models import build_model, create_model, get_spec, list_models, load_checkpoint, smallest_input_size
-from nin_export.summary import summarize
+from nin_export.models.summary import summarize
 
 EXACT = {
     ("nin-cifar10", 10): 966_986,

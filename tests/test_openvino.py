@@ -8,12 +8,12 @@ import jsonschema
 import numpy as np
 import pytest
 
-from nin_export.bench import BenchConfig, run_bench
-from nin_export.enums import Int8Target, Precision
-from nin_export.errors import NinExportError
+from nin_export.bench.run import BenchConfig, run_bench
+from nin_export.core.enums import Int8Target, Precision
+from nin_export.core.errors import NinExportError
 from nin_export.runners.onnxrt import OrtRunner
+from nin_export.runners.timing import TimingOptions
 from nin_export.runtimes import get_runtime
-from nin_export.timing import TimingOptions
 
 try:
     import openvino  # noqa: F401
@@ -29,7 +29,7 @@ TINY = TimingOptions(warmup_ms=10, min_iters=3, min_ms=20)
 @pytest.fixture(scope="module")
 def graphs(cifar_export, tmp_path_factory):
     """nin-cifar10's FP32 graph and INT8 Q/DQ graphs in both placements, on 16 calibration digits."""
-    from nin_export.quantize import QuantizeOptions, quantize
+    from nin_export.quantize.ptq import QuantizeOptions, quantize
 
     _, res = cifar_export
     out = tmp_path_factory.mktemp("ov")

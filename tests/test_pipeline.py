@@ -2,9 +2,9 @@
 
 import pytest
 
-from nin_export.errors import NinExportError
+from nin_export.core.errors import NinExportError
 from nin_export.evaluate import evaluate
-from nin_export.export import export_model
+from nin_export.export.exporter import export_model
 from nin_export.models import build_model, load_checkpoint
 from nin_export.pipeline import BenchSection, PipelineConfig, QuantizeSection, TrainSection, run_pipeline
 from nin_export.train import TrainOptions, train

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nin_export.power import (
+from nin_export.bench.power import (
     Ina3221Sampler,
     NvmlSampler,
     PowerSourceUnavailable,
@@ -198,7 +198,7 @@ def test_nvmap_clients_table():
 
 
 def test_sources_follow_the_row_device():
-    from nin_export.power import sources_for
+    from nin_export.bench.power import sources_for
 
     assert sources_for("cuda") == ["ina3221", "tegrastats", "nvml"]
     assert sources_for("cpu") == ["ina3221", "tegrastats", "rapl"], "a CPU row is not charged a GPU's power"

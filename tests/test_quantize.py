@@ -6,13 +6,13 @@ import pytest
 from onnx import numpy_helper
 from PIL import Image
 
-from nin_export.data import DataError
-from nin_export.enums import CalibMethod, Precision
-from nin_export.errors import OnnxFileError, OutputPathError
-from nin_export.export import export_model
-from nin_export.manifest import read_manifest
+from nin_export.core.data import DataError
+from nin_export.core.enums import CalibMethod, Precision
+from nin_export.core.errors import OnnxFileError, OutputPathError
+from nin_export.core.manifest import read_manifest
+from nin_export.export.exporter import export_model
 from nin_export.models import create_model
-from nin_export.quantize import QuantizeOptions, quantize
+from nin_export.quantize.ptq import QuantizeOptions, quantize
 
 from .conftest import assert_one_line_error
 
@@ -229,9 +229,9 @@ def test_calib_count_messages_name_the_option_and_the_count_used(cli_run, export
 
 def test_entropy_changes_only_its_own_cache_key(exported):
     """The TensorRT entropy is a new method: its key says so; minmax keys (the shipped caches) are as before."""
-    from nin_export.calibrate import ENTROPY_ALGORITHM
-    from nin_export.data import Preprocess
-    from nin_export.quantize import cache_key
+    from nin_export.core.data import Preprocess
+    from nin_export.quantize.calibrate import ENTROPY_ALGORITHM
+    from nin_export.quantize.ptq import cache_key
 
     m = onnx.load(str(exported["nin-cifar10"]))
     pre = Preprocess((32, 32), 3, (0.5,) * 3, (0.5,) * 3)

@@ -87,7 +87,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_import_graph_sees_function_local_imports():
     g = import_graph()
     assert "nin_export.runners.torch_runner" in g["nin_export.runtimes"]  # imported inside a factory
-    assert "nin_export.errors" in g["nin_export"]
+    assert "nin_export.core.errors" in g["nin_export"]
 
 
 def test_no_import_cycles():
@@ -96,6 +96,35 @@ def test_no_import_cycles():
     g = import_graph()
     g = {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in g.items()}
     assert _cycles(g) == []
+
+
+# The floors of the package, lowest first: a module imports only from its own floor or below.
+FLOORS = [
+    ["nin_export", "nin_export.core"],
+    ["nin_export.models"],
+    ["nin_export.runners"],
+    ["nin_export.export"],
+    ["nin_export.quantize"],
+    ["nin_export.trt"],
+    ["nin_export.runtimes", "nin_export.evaluate", "nin_export.train"],
+    ["nin_export.artifacts"],
+    ["nin_export.bench"],
+    ["nin_export.pipeline", "nin_export.doctor"],
+    ["nin_export.cli"],
+]
+
+
+def _floor(module: str) -> int:
+    """The floor of the longest FLOORS entry that is ``module`` or a package above it."""
+    hits = [(len(p), i) for i, f in enumerate(FLOORS) for p in f if module == p or module.startswith(p + ".")]
+    assert hits, f"{module} stands on no floor: add it to FLOORS"
+    return max(hits)[1]
+
+
+def test_no_arrow_back_up():
+    g = import_graph()
+    up = sorted(f"{m} -> {t}" for m, ts in g.items() for t in ts if _floor(t) > _floor(m))
+    assert up == []
 
 
 def test_no_function_over_60_lines():
@@ -116,7 +145,7 @@ def test_one_table_of_runtimes(cli_run):
 
     for names in ([r.name for r in RUNTIMES], [r.alias for r in RUNTIMES]):
         assert len(set(names)) == len(names)
-    for mod in ("bench.py", "evaluate.py", "pipeline.py", "_bench_worker.py"):
+    for mod in ("bench/run.py", "evaluate.py", "pipeline.py", "bench/worker.py"):
         text = (PKG / mod).read_text()
         for r in RUNTIMES:
             assert f'"{r.name}"' not in text and f'"{r.alias}"' not in text, (mod, r.name)
@@ -137,7 +166,7 @@ def test_runtimes_in_the_results_schema():
     assert set(schema["properties"]["rows"]["items"]["properties"]["backend"]["enum"]) == {r.name for r in RUNTIMES}
 
 
-@pytest.mark.parametrize("rel", ["quantize.py", "envinfo.py"])
+@pytest.mark.parametrize("rel", ["quantize/ptq.py", "core/envinfo.py"])
 def test_docstrings_name_only_files_of_the_project(rel):
     text = (PKG / rel).read_text()
     assert "DESIGN.md" not in text and "STYLE.md" not in text

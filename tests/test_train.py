@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from nin_export.errors import NinExportError
+from nin_export.core.errors import NinExportError
 from nin_export.models import create_model, load_checkpoint
 from nin_export.train import HEAD_BIAS, TrainOptions, train
 

@@ -6,11 +6,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from nin_export.enums import Precision
-from nin_export.errors import BackendUnavailableError, NinExportError, OnnxFileError
-from nin_export.export import export_model
+from nin_export.core.enums import Precision
+from nin_export.core.errors import BackendUnavailableError, NinExportError, OnnxFileError
+from nin_export.export.exporter import export_model
 from nin_export.models import create_model
-from nin_export.quantize import QuantizeOptions, quantize
+from nin_export.quantize.ptq import QuantizeOptions, quantize
 from nin_export.trt import BuildOptions, TrtFlavour, build_engine, load_trt, read_sidecar
 from nin_export.trt.builder import ParseError
 from nin_export.trt.convert import engine_from_onnx

@@ -10,9 +10,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..defaults import DEFAULT_MODEL
-from ..errors import InputSizeError, ModelOptionError, NinExportError, UnknownModelError
-from ..parse import parse_input_size
+from ..core.defaults import DEFAULT_MODEL
+from ..core.errors import InputSizeError, ModelOptionError, NinExportError, UnknownModelError
+from ..core.parse import parse_input_size
 
 __all__ = [
     "ModelSpec",

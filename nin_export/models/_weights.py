@@ -11,8 +11,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..errors import FileFormatError, WeightsError
-from ..meta import ModelMeta
+from ..core.errors import FileFormatError, WeightsError
+from ..core.meta import ModelMeta
 from ._registry import create_model, list_models
 
 __all__ = ["load_checkpoint", "load_weights", "build_model", "CHECKPOINT_KEYS"]

@@ -17,7 +17,7 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
-from ..defaults import DEFAULT_FC_WIDTH
+from ..core.defaults import DEFAULT_FC_WIDTH
 from ._registry import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, register_model
 
 __all__ = [

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import NinExportError, first_line
+from ..core.errors import NinExportError, first_line
 
 __all__ = ["SplitTimer", "split_summary", "timing_warnings", "capture_or_fallback", "multi_stream_throughput", "DEPTH"]
 

@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, OnnxFileError, first_line
+from ..core.errors import BackendUnavailableError, OnnxFileError, first_line
 from .base import Runner
 
 __all__ = ["OrtRunner", "CUDA_PROVIDERS", "TENSORRT_PROVIDERS", "provider_missing"]

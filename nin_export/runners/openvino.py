@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, OnnxFileError, first_line
+from ..core.errors import BackendUnavailableError, OnnxFileError, first_line
 from .base import Runner
 
 __all__ = ["OvRunner", "openvino_missing", "half_precision_hint", "INSTALL_HINT"]

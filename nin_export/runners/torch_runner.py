@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import BackendUnavailableError, NinExportError
+from ..core.errors import BackendUnavailableError, NinExportError
 from .base import Runner
 
 __all__ = ["TorchRunner", "resolve_device"]

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ..enums import StrEnum
-from ..errors import BackendUnavailableError, first_line
+from ..core.enums import StrEnum
+from ..core.errors import BackendUnavailableError, first_line
 
 __all__ = ["TrtFlavour", "TrtModule", "load_trt", "INSTALL_HINT"]
 

@@ -17,14 +17,14 @@ from typing import Any, Callable, Sequence
 import onnx
 
 from .. import __version__
-from .._io import atomic_path, check_outputs, sha256_file, write_json
-from ..defaults import DEFAULT_BATCH_PROFILE, DEFAULT_RTX_TARGETS, DEFAULT_WORKSPACE_MIB
-from ..enums import Precision
-from ..errors import NinExportError
-from ..gpu import gpu_info
-from ..meta import ModelMeta
-from ..onnx_utils import graph_precision, load_onnx, read_metadata
-from ..qdq import has_uint8_activations
+from ..core._io import atomic_path, check_outputs, sha256_file, write_json
+from ..core.defaults import DEFAULT_BATCH_PROFILE, DEFAULT_RTX_TARGETS, DEFAULT_WORKSPACE_MIB
+from ..core.enums import Precision
+from ..core.errors import NinExportError
+from ..core.gpu import gpu_info
+from ..core.meta import ModelMeta
+from ..core.onnx_utils import graph_precision, load_onnx, read_metadata
+from ..quantize.qdq import has_uint8_activations
 from ._api import TrtFlavour, TrtModule, load_trt, trt_dtype_name
 from .sidecar import SIDECAR_SCHEMA, current_gpu, sidecar_path
 

@@ -12,12 +12,12 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .._io import check_outputs, sha256_file
-from ..enums import Precision
-from ..errors import NinExportError, OutputPathError
-from ..manifest import MANIFEST_NAME, check_manifest, lineage, read_manifest, record_artifact
-from ..onnx_utils import graph_precision, load_onnx
-from ..quantize import QuantizeOptions, default_output, quantize
+from ..core._io import check_outputs, sha256_file
+from ..core.enums import Precision
+from ..core.errors import NinExportError, OutputPathError
+from ..core.manifest import MANIFEST_NAME, check_manifest, lineage, read_manifest, record_artifact
+from ..core.onnx_utils import graph_precision, load_onnx
+from ..quantize.ptq import QuantizeOptions, default_output, quantize
 from ._api import load_trt
 from .builder import BuildOptions, BuildResult, build_engine, default_engine_path
 from .sidecar import sidecar_path

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..enums import Precision
-from ..errors import BackendUnavailableError
-from ..verify import compare, random_inputs, tolerance_for
+from ..core.enums import Precision
+from ..core.errors import BackendUnavailableError
+from ..core.verify import compare, random_inputs, tolerance_for
 from ._api import load_trt
 from .sidecar import current_gpu, read_sidecar, sidecar_path
 

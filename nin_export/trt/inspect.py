@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._io import sha256_file
-from ..errors import NinExportError
+from ..core._io import sha256_file
+from ..core.errors import NinExportError
 from ._api import load_trt
 from .runner import PLAIN_PLAN_NOTE, TrtRunner, engine_validity
 from .sidecar import read_sidecar, sidecar_path

@@ -13,11 +13,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..enums import Precision
-from ..errors import BackendUnavailableError, NinExportError
+from ..core.enums import Precision
+from ..core.errors import BackendUnavailableError, NinExportError
+from ..core.verify import compare, random_inputs, tolerance_for
 from ..runners.base import Runner
 from ..runners.onnxrt import OrtRunner
-from ..verify import compare, random_inputs, tolerance_for
 from ._api import TrtFlavour, load_trt
 from .sidecar import check_compatible, check_engine_file, current_gpu, read_sidecar, sidecar_path
 

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._io import check_schema, read_json, sha256_file
-from ..errors import BackendUnavailableError, NinExportError
-from ..gpu import gpu_info
+from ..core._io import check_schema, read_json, sha256_file
+from ..core.errors import BackendUnavailableError, NinExportError
+from ..core.gpu import gpu_info
 from ._api import TrtModule
 
 __all__ = [

@@ -27,9 +27,9 @@ from typing import Any, Callable
 import numpy as np
 import onnx
 
-from ._io import atomic_path, check_outputs, check_schema, ensure_dir, read_json, write_json
-from .data import DEFAULT_DATA, DataError, DataSource, Preprocess, Samples, open_source
-from .defaults import (
+from ..core._io import atomic_path, check_outputs, check_schema, ensure_dir, read_json, write_json
+from ..core.data import DEFAULT_DATA, DataError, DataSource, Preprocess, Samples, open_source
+from ..core.defaults import (
     DEFAULT_AGREEMENT_FLOOR,
     DEFAULT_CACHE_DIR,
     DEFAULT_CALIB_COUNT,
@@ -37,11 +37,21 @@ from .defaults import (
     MIN_CALIB_IMAGES,
     RECOMMENDED_CALIB_IMAGES,
 )
-from .enums import CalibMethod, Int8Target, Precision, Quantizer
-from .errors import FileFormatError, NinExportError, OnnxFileError, VerificationError
-from .manifest import MANIFEST_NAME, check_manifest, lineage, record_artifact
-from .meta import ModelMeta
-from .onnx_utils import check_metadata_matches_graph, graph_precision, load_onnx, opset_of, read_metadata, set_metadata, toposort
+from ..core.enums import CalibMethod, Int8Target, Precision, Quantizer
+from ..core.errors import FileFormatError, NinExportError, OnnxFileError, VerificationError
+from ..core.manifest import MANIFEST_NAME, check_manifest, lineage, record_artifact
+from ..core.meta import ModelMeta
+from ..core.onnx_utils import (
+    check_metadata_matches_graph,
+    graph_precision,
+    load_onnx,
+    opset_of,
+    read_metadata,
+    set_metadata,
+    toposort,
+)
+from ..core.verify import Agreement, Tolerance, compare, tolerance_for
+from ..runners.onnxrt import OrtRunner
 from .qdq import (
     HISTOGRAM_OPTIONS,
     calibrate,
@@ -54,9 +64,7 @@ from .qdq import (
     quantizable_nodes,
     quantize_int8,
 )
-from .runners.onnxrt import OrtRunner
 from .sensitivity import Sensitivity, fidelity, keep_float_until, rank_layers, share
-from .verify import Agreement, Tolerance, compare, tolerance_for
 
 __all__ = [
     "CalibMethod",

@@ -9,9 +9,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from ._io import check_schema, read_json
-from .envinfo import machine_name
-from .errors import FileFormatError, NinExportError
+from ..core._io import check_schema, read_json
+from ..core.envinfo import machine_name
+from ..core.errors import FileFormatError, NinExportError
 
 __all__ = ["RESULT_SCHEMA", "new_results", "load_results"]
 

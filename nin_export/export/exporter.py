@@ -16,19 +16,19 @@ import onnx
 import torch
 from torch import nn
 
-from . import __version__
-from ._io import atomic_path, check_outputs, ensure_dir, sha256_file, temp_dir
-from .data import Preprocess
-from .defaults import DYNAMO_OPSET, TORCHSCRIPT_OPSET
-from .enums import Exporter
-from .errors import BackendUnavailableError, InputSizeError, NinExportError, OnnxFileError, VerificationError, first_line
-from .manifest import MANIFEST_NAME, check_manifest, record_artifact
-from .meta import ModelMeta
-from .onnx_utils import count_nodes, load_onnx, opset_of, set_metadata
-from .runners.onnxrt import OrtRunner
-from .runners.torch_runner import TorchRunner
-from .summary import check_memory, summarize
-from .verify import FP32_TOLERANCE, Agreement, Tolerance, compare, random_inputs
+from .. import __version__
+from ..core._io import atomic_path, check_outputs, ensure_dir, sha256_file, temp_dir
+from ..core.data import Preprocess
+from ..core.defaults import DYNAMO_OPSET, TORCHSCRIPT_OPSET
+from ..core.enums import Exporter
+from ..core.errors import BackendUnavailableError, InputSizeError, NinExportError, OnnxFileError, VerificationError, first_line
+from ..core.manifest import MANIFEST_NAME, check_manifest, record_artifact
+from ..core.meta import ModelMeta
+from ..core.onnx_utils import count_nodes, load_onnx, opset_of, set_metadata
+from ..core.verify import FP32_TOLERANCE, Agreement, Tolerance, compare, random_inputs
+from ..models.summary import check_memory, summarize
+from ..runners.onnxrt import OrtRunner
+from ..runners.torch_runner import TorchRunner
 
 __all__ = [
     "Exporter",

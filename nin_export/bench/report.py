@@ -9,10 +9,11 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from ._format import fmt_bytes
-from ._io import atomic_path, check_outputs, ensure_dir
+from ..core._format import fmt_bytes
+from ..core._io import atomic_path, check_outputs, ensure_dir
+from ..core.plot import pyplot, save_figure
+from ..models.summary import WEIGHT_BYTES_RULE
 from .results import load_results
-from .summary import WEIGHT_BYTES_RULE
 
 __all__ = ["render_report", "pair_ratios", "headline"]
 
@@ -348,22 +349,13 @@ def _csv(results: list[dict[str, Any]], path: Path) -> None:
                 w.writerow(_csv_row(res["machine"], r))
 
 
-def _pyplot():
-    import matplotlib  # lazy: plotting is the report's alone
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _latency_vs_batch(results: list[dict[str, Any]], out: Path) -> Path | None:
     """One panel per backend x precision, one line per machine x model."""
 
     panels = sorted({(r["backend"], r["precision"]) for res in results for r in _ok_rows(res)})
     if not panels:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(3, len(panels))
     fig, axes = plt.subplots(
         (len(panels) + cols - 1) // cols, cols, figsize=(5 * cols, 3.8 * ((len(panels) + cols - 1) // cols)), squeeze=False
@@ -396,12 +388,12 @@ def _latency_vs_batch(results: list[dict[str, Any]], out: Path) -> Path | None:
         ax.axis("off")
     fig.suptitle("Latency vs batch: one colour per model pair; NiN solid, FC-headed twin dashed and hollow")
     fig.tight_layout()
-    return _save(fig, out / "latency_vs_batch.png")
+    return save_figure(fig, out / "latency_vs_batch.png")
 
 
 def _size_bars(res: dict[str, Any], out: Path) -> Path:
     """Parameters and file sizes, NiN vs twin, labelled with the ratio."""
-    plt = _pyplot()
+    plt = pyplot()
     model, baseline = res["config"]["model"], res["config"]["baseline"]
     a, b = _pair_models(res)
     keys = [k for k in sorted(a.get("artifact_bytes", {})) if k in b.get("artifact_bytes", {})]
@@ -418,7 +410,7 @@ def _size_bars(res: dict[str, Any], out: Path) -> Path:
     ax.set(ylabel="millions / MiB", title=f"Size: {model} vs {baseline} (label: twin / NiN)")
     ax.legend()
     fig.tight_layout()
-    return _save(fig, out / "size_bars.png")
+    return save_figure(fig, out / "size_bars.png")
 
 
 _PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
@@ -449,7 +441,7 @@ def _pair_plot(
     points = [(res, r) for res in results for r in _ok_rows(res) if r["batch"] == min(res["config"]["batches"]) and y_of(r)]
     if not points:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     backends = sorted({r["backend"] for _, r in points})
     pairs = sorted({(res["machine"], res["config"]["model"]) for res, _ in points})
     colours = _pair_colours(results, plt)
@@ -484,7 +476,7 @@ def _pair_plot(
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=7, frameon=False)
     fig.suptitle(title + (" (labels: twin - NiN)" if diff else " (labels: twin / NiN)"), fontsize=10)
     fig.tight_layout(rect=(0, 0.14, 1, 1))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _memory_mib(r: dict[str, Any]) -> float:
@@ -584,13 +576,6 @@ def _plots(results: list[dict[str, Any]], out: Path) -> list[Path]:
         _accuracy_vs_latency(results, out),
     ]
     return [p for p in made if p is not None]
-
-
-def _save(fig, path: Path) -> Path:
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    _pyplot().close(fig)
-    return path
 
 
 def _pair_section(res: dict[str, Any], h: dict[str, Any]) -> list[str]:

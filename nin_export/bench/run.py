@@ -1,5 +1,5 @@
 """The benchmark: NiN against its FC-headed twin on every runtime of the table, every precision and
-batch size. Each runtime x precision runs in a fresh process (``_bench_worker``); rows are written
+batch size. Each runtime x precision runs in a fresh process (``bench.worker``); rows are written
 to ``results.json`` as they finish, so Ctrl-C keeps what was measured."""
 
 from __future__ import annotations
@@ -12,25 +12,25 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ._bench_worker import BenchJob, crosscheck_job, run_job
-from ._io import atomic_path, check_outputs, ensure_dir, write_json
-from ._proc import spawn_call
-from .data import Preprocess, open_source
-from .defaults import DEFAULT_BATCHES, DEFAULT_DATA, DEFAULT_IDLE_S, DEFAULT_IDLE_SETTLE_S
-from .enums import Int8Target, Precision
-from .envinfo import environment
-from .errors import NinExportError, first_line
-from .export import export_model
-from .models import DEFAULT_MODEL, build_model, get_spec
-from .parse import batch_profile_for
-from .quantize import QuantizeOptions, quantize
+from ..core._io import atomic_path, check_outputs, ensure_dir, write_json
+from ..core._proc import spawn_call
+from ..core.data import Preprocess, open_source
+from ..core.defaults import DEFAULT_BATCHES, DEFAULT_DATA, DEFAULT_IDLE_S, DEFAULT_IDLE_SETTLE_S
+from ..core.enums import Int8Target, Precision
+from ..core.envinfo import environment
+from ..core.errors import NinExportError, first_line
+from ..core.parse import batch_profile_for
+from ..core.verify import Tolerance, compare
+from ..export.exporter import export_model
+from ..models import DEFAULT_MODEL, build_model, get_spec
+from ..models.summary import check_memory, summarize
+from ..quantize.ptq import QuantizeOptions, quantize
+from ..runners.timing import TimingOptions
+from ..runtimes import RUNTIMES, ArtifactKind, RunTarget, Runtime, get_runtime
+from ..trt import BuildOptions, read_sidecar, sidecar_path
+from ..trt.convert import engine_from_onnx
 from .results import new_results
-from .runtimes import RUNTIMES, ArtifactKind, RunTarget, Runtime, get_runtime
-from .summary import check_memory, summarize
-from .timing import TimingOptions
-from .trt import BuildOptions, read_sidecar, sidecar_path
-from .trt.convert import engine_from_onnx
-from .verify import Tolerance, compare
+from .worker import BenchJob, crosscheck_job, run_job
 
 __all__ = ["BenchConfig", "run_bench", "DEFAULT_BATCHES", "engine_precision"]
 

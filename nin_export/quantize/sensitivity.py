@@ -15,8 +15,8 @@ from typing import Any, Callable
 import numpy as np
 import onnx
 
-from ._io import atomic_path, check_outputs, write_json
-from .errors import VerificationError
+from ..core._io import atomic_path, check_outputs, write_json
+from ..core.errors import VerificationError
 
 __all__ = ["LayerSensitivity", "Sensitivity", "fidelity", "rank_layers", "keep_float_until", "write_sensitivity", "share"]
 
@@ -159,9 +159,9 @@ def _db(v: float | None) -> str:
 
 
 def _chart(s: Sensitivity, path: Path) -> Path:
-    from .report import _pyplot, _save
+    from ..core.plot import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     rows = s.layers
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.6), sharey=True)
     y = np.arange(len(rows))[::-1]
@@ -177,7 +177,7 @@ def _chart(s: Sensitivity, path: Path) -> Path:
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(f"INT8 sensitivity, {s.model} ({s.eval_images} held-out images); most sensitive at the top", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_sensitivity(s: Sensitivity, out_dir: Path, stem: str = "sensitivity") -> list[Path]:

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ._io import proc_kib_field
-from .enums import BYTES_PER_PARAM, Precision
-from .errors import InputSizeError
+from ..core._io import proc_kib_field
+from ..core.enums import BYTES_PER_PARAM, Precision
+from ..core.errors import InputSizeError
 
 __all__ = [
     "Precision",

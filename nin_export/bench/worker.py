@@ -15,8 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from ._io import proc_kib_field
-from .errors import first_line
+from ..core._io import proc_kib_field
+from ..core.errors import first_line
+from ..runners.base import Runner
+from ..runners.timing import TimingOptions, measure
+from ..runtimes import ArtifactKind, RunTarget, get_runtime
 from .power import (
     Ina3221Sampler,
     NvmlSampler,
@@ -27,9 +30,6 @@ from .power import (
     nvmap_process_bytes,
     sources_for,
 )
-from .runners.base import Runner
-from .runtimes import ArtifactKind, RunTarget, get_runtime
-from .timing import TimingOptions, measure
 
 __all__ = ["BenchJob", "run_job", "crosscheck_job"]
 
@@ -159,8 +159,8 @@ def run_job(job: BenchJob) -> dict[str, Any]:
 def crosscheck_job(engine: str) -> dict[str, Any]:
     """The engine through Polygraphy's TrtRunner and ours (trt/crosscheck.py), in this process: passed,
     failed or skipped, with the figures or the reason."""
-    from .errors import BackendUnavailableError
-    from .trt.crosscheck import polygraphy_crosscheck
+    from ..core.errors import BackendUnavailableError
+    from ..trt.crosscheck import polygraphy_crosscheck
 
     try:
         c = polygraphy_crosscheck(engine)

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ._proc import spawn_call
+from ..core._proc import spawn_call
+from ..core.enums import CalibMethod, Int8Target
+from ..core.errors import NinExportError
+from ..core.onnx_utils import fixed_batch, toposort
 from .calibrate import ENTROPY_ALGORITHM, ENTROPY_BINS, QUANTIZED_BINS, calibrate_entropy
-from .enums import CalibMethod, Int8Target
-from .errors import NinExportError
-from .onnx_utils import fixed_batch, toposort
 
 __all__ = [
     "QDQ_OPS",

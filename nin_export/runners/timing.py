@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .runners.base import Runner
+from .base import Runner
 
 __all__ = ["TimingOptions", "LatencyStats", "percentile", "measure", "latency_stats"]
 

@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX, checked against PyTorch, simplified with onnxsim."""
