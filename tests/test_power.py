@@ -204,3 +204,87 @@ def test_sources_follow_the_row_device():
     assert sources_for("cpu") == ["ina3221", "tegrastats", "rapl"], "a CPU row is not charged a GPU's power"
     sampler, why = find_power_source(["rapl"])
     assert sampler is not None or why.startswith("no power source: rapl:")
+
+
+def test_sources_in_todays_order_and_per_device():
+    """The registry keeps the search order and each device's sources as the benchmark has always had them."""
+    from nin_export.bench import power
+
+    assert list(power.SOURCES) == ["ina3221", "tegrastats", "nvml", "rapl"]
+    assert power.SOURCES["nvml"] is NvmlSampler and power.SOURCES["rapl"] is RaplSampler
+    assert power.sources_for("cpu") == ["ina3221", "tegrastats", "rapl"]
+    assert power.sources_for("cuda") == ["ina3221", "tegrastats", "nvml"]
+    assert power.POWER_CHOICES == ["auto", "none", "ina3221", "tegrastats", "nvml", "rapl"] == power.power_choices()
+    assert power.source_info("ina3221").devices is None, "a Jetson's board rails measure any device"
+
+
+NEW_SOURCE = '''"""A stand-in source, dropped into the package by a test."""
+
+from __future__ import annotations
+
+from nin_export.bench.power.base import PowerSample, PowerSampler, register_source
+
+
+@register_source("fake", devices=("cpu",), order=35)
+class FakeSampler(PowerSampler):
+    def read(self) -> PowerSample:
+        return PowerSample(0.0, 7.0)
+'''
+
+
+def test_a_new_source_module_is_discovered(tmp_path, monkeypatch):
+    """One more module in the package (here a directory added to the package's __path__, so nothing is written
+    into the installed package) registers itself: SOURCES, sources_for and the choices take it in its order."""
+    import sys
+
+    from nin_export.bench import power
+
+    (tmp_path / "fake_source.py").write_text(NEW_SOURCE)
+    monkeypatch.setattr(power, "__path__", [*power.__path__, str(tmp_path)])
+    try:
+        assert "fake_source" in power.discover_sources(power.__name__, power.__path__)
+        assert list(power.SOURCES) == ["ina3221", "tegrastats", "nvml", "fake", "rapl"]
+        assert power.sources_for("cpu") == ["ina3221", "tegrastats", "fake", "rapl"]
+        assert power.sources_for("cuda") == ["ina3221", "tegrastats", "nvml"]
+        assert "fake" in power.power_choices() and "fake" in power.power_sources()
+        sampler, what = power.find_power_source(["fake"])
+        assert what == "fake" and sampler.name == "fake"
+        power.PowerOptions(source="fake").check()
+    finally:
+        power.unregister_source("fake")
+        sys.modules.pop("nin_export.bench.power.fake_source", None)
+    assert list(power.SOURCES) == ["ina3221", "tegrastats", "nvml", "rapl"]
+
+
+def test_register_source_refuses_a_taken_name():
+    from nin_export.bench.power import PowerSampler, register_source
+
+    class Other(PowerSampler):
+        pass
+
+    with pytest.raises(ValueError, match="power source 'nvml' is already"):
+        register_source("nvml", devices=("cuda",))(Other)
+    from nin_export.bench.power import SOURCES
+
+    assert SOURCES["nvml"] is NvmlSampler, "the registered source stays"
+
+
+def test_power_options_say_what_is_wrong():
+    from nin_export.bench.power import PowerOptions
+    from nin_export.core.defaults import DEFAULT_IDLE_S, DEFAULT_IDLE_SETTLE_S
+    from nin_export.core.errors import NinExportError
+
+    opts = PowerOptions()
+    assert (opts.source, opts.idle_s, opts.idle_settle_s) == ("auto", DEFAULT_IDLE_S, DEFAULT_IDLE_SETTLE_S)
+    for ok in (opts, PowerOptions("none", 0, 0), PowerOptions("rapl", 60, 60)):
+        ok.check()
+    with pytest.raises(NinExportError) as e:
+        PowerOptions("joulemeter").check()
+    assert str(e.value) == "power source 'joulemeter' is not one of auto, none, ina3221, tegrastats, nvml, rapl"
+    with pytest.raises(NinExportError) as e:
+        PowerOptions(idle_s=0.5, idle_settle_s=3).check()
+    assert str(e.value) == (
+        "idle power is sampled for 1..60 s (0: not measured) after 0..60 s of settling, got --idle-s 0.5 and a settling time of 3 s"
+    )
+    with pytest.raises(NinExportError, match="settling time of 61 s"):
+        PowerOptions(idle_settle_s=61).check()
