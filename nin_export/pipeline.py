@@ -9,94 +9,67 @@ does nothing, a changed option re-runs only what depends on it, and a failed run
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
+from .artifacts import ArtifactPlan, keys_for_rows, make_artifacts
+from .bench.power import PowerOptions
 from .bench.report import render_report
 from .bench.run import BenchConfig, run_bench
 from .core._io import check_outputs, ensure_dir, read_json, sha256_file, write_json
+from .core.artifact import ArtifactKey, ArtifactKind
 from .core.config import load_settings
-from .core.data import DEFAULT_DATA
-from .core.defaults import DEFAULT_IDLE_S
-from .core.enums import CalibMethod, Precision, Quantizer
+from .core.defaults import DEFAULT_DATA, DEFAULT_EVAL_COUNT, PIPELINE_BATCHES, PIPELINE_MIN_MS
+from .core.enums import Precision
 from .core.errors import NinExportError
 from .core.parse import batch_profile_for, cap_threads
 from .evaluate import evaluate
-from .export.exporter import ExportOptions, export_model
 from .models import DEFAULT_MODEL, build_model, get_spec
-from .quantize.ptq import DEFAULT_CACHE_DIR, DEFAULT_CALIB_COUNT, DEFAULT_EVAL_COUNT, QuantizeOptions, quantize
+from .quantize.ptq import QuantizeOptions
 from .runners.timing import TimingOptions
-from .train import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_PATIENCE, TrainOptions, train
+from .runtimes import RUNTIMES, get_runtime
+from .train import TrainOptions, train
 from .trt import BuildOptions, load_trt
-from .trt.builder import DEFAULT_WORKSPACE_MIB
-from .trt.convert import engine_from_onnx
 
-__all__ = [
-    "PipelineConfig",
-    "TrainSection",
-    "QuantizeSection",
-    "BuildSection",
-    "BenchSection",
-    "run_pipeline",
-    "load_config",
-    "STATE_NAME",
-]
+__all__ = ["PipelineConfig", "BuildSection", "BenchSection", "run_pipeline", "load_config", "STATE_NAME"]
 
 STATE_NAME = "pipeline-state.json"
 Say = Callable[[str], None]
 
 
 @dataclass
-class TrainSection:
-    epochs: int = DEFAULT_EPOCHS
-    patience: int | None = DEFAULT_PATIENCE  # stop on a validation plateau (None or 0: every epoch)
-    batch_size: int = DEFAULT_BATCH_SIZE
-    lr: float | None = None  # default: the optimizer's (train.DEFAULT_LR)
-    dropout: float | None = 0.0  # while training (train.TrainOptions.dropout)
-    seed: int = 0
-    amp: str = "auto"  # mixed precision (train.TrainOptions.amp)
+class BuildSection(BuildOptions):
+    """[build]: the engine build options (the batch profile follows [bench] batches), and whether to build."""
 
-
-@dataclass
-class QuantizeSection:
-    calib_count: int = DEFAULT_CALIB_COUNT
-    calib_method: str = CalibMethod.MINMAX.value
-    calib_cache: str | None = DEFAULT_CACHE_DIR  # calibration range caches (see calibration/README.md); None: none
-    eval_count: int = DEFAULT_EVAL_COUNT  # held-out images for the check against FP32
-    exclude: list[str] = field(default_factory=list)  # INT8: Conv/Gemm node names or globs kept in float
-    min_agreement: float | None = None  # INT8: keep the most sensitive layers in float until reached
-    quantizer: str = Quantizer.ORT.value  # ort or modelopt
-
-
-@dataclass
-class BuildSection:
     engines: bool = True  # where a TensorRT is installed
-    workspace_mib: int = DEFAULT_WORKSPACE_MIB
-    targets: list[str] = field(default_factory=list)  # TensorRT-RTX targets; default: the builder's
 
 
 @dataclass
 class BenchSection:
-    batches: list[int] = field(default_factory=lambda: [1, 8])  # the engine profile follows: parse.batch_profile_for
+    """[bench], with [bench.timing] and [bench.power] tables. Shorter timing and fewer batches than
+    ``nin-export bench`` by default, so the whole pipeline stays a few minutes on a CPU."""
+
+    batches: list[int] = field(default_factory=lambda: list(PIPELINE_BATCHES))  # the engine profile follows
     backends: list[str] | None = None  # runtimes (runtimes.RUNTIMES); default: every one
-    min_ms: float = 1000.0
-    min_iters: int = 10
-    warmup_ms: float = 200.0
-    power: str = "auto"  # energy per image: auto, none, ina3221, tegrastats, nvml or rapl
-    idle_s: float = DEFAULT_IDLE_S  # idle power, sampled once before any work (0: not measured)
+    timing: TimingOptions = field(default_factory=lambda: TimingOptions(min_ms=PIPELINE_MIN_MS))
+    power: PowerOptions = field(default_factory=PowerOptions)
     cuda_graph: bool = False  # GPU rows: replay the compute from a CUDA graph
     streams: int = 1  # GPU rows: above 1, also throughput over this many streams
 
 
 @dataclass
 class PipelineConfig:
+    """The settings file: top-level keys, and [train], [quantize], [build] and [bench] tables that are the
+    library's own option types (TrainOptions, QuantizeOptions, BuildOptions, TimingOptions, PowerOptions)."""
+
     model: str = DEFAULT_MODEL
     baseline: str | None = None  # default: the model's FC-headed twin
     data: str = DEFAULT_DATA  # training, calibration and evaluation images (one fixed split)
@@ -105,8 +78,9 @@ class PipelineConfig:
     out_dir: str = "runs/default"
     eval_limit: int | None = None
     threads: int | None = None
-    train: TrainSection = field(default_factory=TrainSection)
-    quantize: QuantizeSection = field(default_factory=QuantizeSection)
+    train: TrainOptions = field(default_factory=TrainOptions)
+    # precision and calib_data are the pipeline's: every precision is made, from the top-level data
+    quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
     build: BuildSection = field(default_factory=BuildSection)
     bench: BenchSection = field(default_factory=BenchSection)
 
@@ -116,27 +90,18 @@ class PipelineConfig:
             raise NinExportError(f"{self.model} has no FC-headed twin: give --baseline")
         return [self.model, baseline]
 
-    def quantize_options(self, precision: Precision) -> QuantizeOptions:
-        q = self.quantize
-        int8 = {"exclude": list(q.exclude), "min_agreement": q.min_agreement, "quantizer": _choice(Quantizer, q, "quantizer")}
-        return QuantizeOptions(
-            precision,
-            calib_data=self.data,
-            calib_count=q.calib_count,
-            calib_method=_choice(CalibMethod, q, "calib_method"),
-            eval_count=q.eval_count,
-            cache_dir=q.calib_cache,
-            **(int8 if precision is Precision.INT8 else {}),
-        )
+    def check(self) -> None:
+        """What the dataclass types cannot say: one line for the first setting that does not fit."""
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise NinExportError(f"eval_limit must be at least 1 (or left out for every held-out image), got {self.eval_limit}")
+        if self.quantize.precision is not Precision.INT8 or self.quantize.calib_data is not None:
+            raise NinExportError(
+                "config: quantize.precision and quantize.calib_data are the pipeline's (every precision, from data)"
+            )
+        self.bench.power.check()
 
-
-def _choice(enum: type, section: QuantizeSection, key: str) -> Any:
-    """``section.key`` as a member of ``enum``; any other value is one line naming the choices."""
-    value = getattr(section, key)
-    try:
-        return enum(value)
-    except ValueError:
-        raise NinExportError(f"config: quantize.{key} '{value}' is not one of {', '.join(m.value for m in enum)}") from None
+    def quantize_options(self) -> QuantizeOptions:
+        return dataclasses.replace(self.quantize, calib_data=self.data)
 
 
 def load_config(path: str | os.PathLike) -> PipelineConfig:
@@ -186,7 +151,9 @@ class _State:
                 )
 
     def stage(self, name: str, key_parts: dict[str, Any], outputs: list[Path], fn: Callable[[], Any]) -> Any:
-        key = hashlib.sha256(json.dumps({**key_parts, "nin-export": __version__}, sort_keys=True, default=str).encode()).hexdigest()
+        """Run ``fn`` unless the stage's key (its parts; a Path stands for its sha256) and outputs are unchanged."""
+        parts = {k: _sha(v) if isinstance(v, Path) else v for k, v in key_parts.items()}
+        key = hashlib.sha256(json.dumps({**parts, "nin-export": __version__}, sort_keys=True, default=str).encode()).hexdigest()
         prev = self.data["stages"].get(name)
         if prev and prev.get("key") == key and all(Path(o).is_file() and _sha(o) == prev["outputs"].get(str(o)) for o in outputs):
             self.say(f"{name}: up to date, skipped")
@@ -226,19 +193,12 @@ def _weights(cfg: PipelineConfig, state: _State, name: str, d: Path, say: Say) -
             ) from None
         say(f"{name}/train: using the checkpoint already at {ckpt} (not made by this pipeline; it fits {name})")
         return ckpt
-    t = cfg.train
-    topts = TrainOptions(
-        epochs=t.epochs,
-        patience=t.patience,
-        batch_size=t.batch_size,
-        lr=t.lr,
-        dropout=t.dropout,
-        seed=t.seed,
-        amp=t.amp,
+    topts = dataclasses.replace(
+        cfg.train,
         threads=cfg.threads,
-        input_size=kw.get("input_size"),
-        in_channels=kw.get("in_channels"),
-        fc_width=kw.get("fc_width"),
+        input_size=kw.get("input_size", cfg.train.input_size),
+        in_channels=kw.get("in_channels", cfg.train.in_channels),
+        fc_width=kw.get("fc_width", cfg.train.fc_width),
     )
 
     def epoch_line(h: dict[str, Any]) -> None:
@@ -253,53 +213,35 @@ def _weights(cfg: PipelineConfig, state: _State, name: str, d: Path, say: Say) -
     return ckpt
 
 
-def _graphs(cfg: PipelineConfig, state: _State, name: str, d: Path, ckpt: Path) -> dict[Precision, Path]:
-    """Stages 2 and 3: ONNX + onnxsim, then the FP16 and INT8 graphs."""
-    kw = cfg.model_kwargs.get(name, {})
-    onnx_path, sim_path = d / f"{name}.onnx", d / f"{name}.sim.onnx"
+def _keys(cfg: PipelineConfig, have_trt: bool) -> set[ArtifactKey]:
+    """Every graph, the engines where a TensorRT is here, and whatever the benchmark's rows run (the
+    onnxruntime-CPU INT8 graph, say), so that the benchmark makes nothing outside the stage cache."""
+    keys = {ArtifactKey(ArtifactKind.ONNX, p) for p in Precision}
+    if have_trt:
+        keys |= {ArtifactKey(ArtifactKind.ENGINE, p) for p in Precision}
+    rows = [get_runtime(b) for b in cfg.bench.backends] if cfg.bench.backends else list(RUNTIMES)
+    rows = [r for r in rows if have_trt or r.artifact is not ArtifactKind.ENGINE]
+    return keys | keys_for_rows(rows, list(Precision))
 
-    def do_export() -> dict[str, Any]:
-        res = export_model(build_model(name, ckpt, **kw), d, weights=ckpt, options=ExportOptions())
-        return {"nodes": res.nodes, "sim_nodes": res.sim_nodes}
 
-    state.stage(
-        f"{name}/onnx", {"weights": _sha(ckpt), "kwargs": kw, "export": ExportOptions().to_dict()}, [onnx_path, sim_path], do_export
+def _artifacts(cfg: PipelineConfig, state: _State, name: str, d: Path, ckpt: Path, have_trt: bool, say: Say) -> dict[str, Path]:
+    """Stages 2-4, through the one artifact factory: ONNX + onnxsim, FP16 and INT8 graphs, engines."""
+    build = dataclasses.replace(cfg.build, batch=cfg.build.batch or batch_profile_for(cfg.bench.batches))
+    plan = ArtifactPlan(
+        model=name,
+        out_dir=d,
+        keys=_keys(cfg, have_trt),
+        weights=ckpt,
+        model_kwargs=cfg.model_kwargs.get(name, {}),
+        quantize=cfg.quantize_options(),
+        build=BuildOptions(**{f.name: getattr(build, f.name) for f in dataclasses.fields(BuildOptions)}),
     )
-    graphs = {Precision.FP32: sim_path}
-    for prec in (Precision.FP16, Precision.INT8):
-        dest = d / f"{name}.{prec.value}.onnx"
-        qopts = cfg.quantize_options(prec)
-
-        def do_quant(qopts: QuantizeOptions = qopts, dest: Path = dest) -> dict[str, Any]:
-            r = quantize(sim_path, qopts, dest)
-            return {"agreement": r.agreement.to_dict(), "notes": r.notes, "cache": r.cache}
-
-        # to_dict() holds only the options this precision uses (calibration for INT8 only)
-        state.stage(f"{name}/{prec.value}", {"parent": _sha(sim_path), "options": qopts.to_dict()}, [dest], do_quant)
-        graphs[prec] = dest
-    return graphs
-
-
-def _engines(cfg: PipelineConfig, state: _State, name: str, d: Path, graphs: dict[Precision, Path], say: Say) -> dict[str, Path]:
-    """Stage 4: an engine per graph, with the profile the benchmark's batch sizes need."""
-    bopts = BuildOptions(
-        batch=batch_profile_for(cfg.bench.batches), workspace_mib=cfg.build.workspace_mib, targets=tuple(cfg.build.targets)
-    )
-    out: dict[str, Path] = {}
-    for prec, g in graphs.items():
-        eng = d / f"{name}.{prec.value}.engine"
-
-        def do_engine(g: Path = g, eng: Path = eng) -> dict[str, Any]:
-            r = engine_from_onnx(g, None, bopts, output=eng)
-            return {"bytes": r.info["bytes"], "flavour": r.info["flavour"], "targets": r.info["targets"]}
-
-        try:
-            state.stage(f"{name}/engine-{prec.value}", {"parent": _sha(g), "build": asdict(bopts)}, [eng], do_engine)
-            out[f"engine-{prec.value}"] = eng
-        except NinExportError as e:
-            say(f"{name}/engine-{prec.value}: failed: {e}")
-            state.failed[f"{name}/engine-{prec.value}"] = str(e)
-    return out
+    made = make_artifacts(plan, step=state.stage)
+    for key, (status, why) in made.problems.items():
+        if status == "failed":
+            say(f"{name}/{key.label}: failed: {why}")
+            state.failed[f"{name}/{key.label}"] = why
+    return made.labelled()
 
 
 def _accuracy(cfg: PipelineConfig, state: _State, name: str, artifacts: dict[str, Path]) -> dict[str, Any]:
@@ -337,17 +279,17 @@ def _bench_and_report(
         runtimes=b.backends,
         batches=b.batches,
         threads=cfg.threads,
-        timing=TimingOptions(b.warmup_ms, b.min_iters, b.min_ms),
+        timing=b.timing,
         out_dir=os.fspath(out / "bench"),
         data=cfg.data,
         weights=ckpts,
         artifacts=artifacts,
-        eval_count=cfg.eval_limit or 200,
+        eval_count=cfg.eval_limit or DEFAULT_EVAL_COUNT,
         model_kwargs=cfg.model_kwargs,
         power=b.power,
-        idle_s=b.idle_s,
         cuda_graph=b.cuda_graph,
         streams=b.streams,
+        quantize=cfg.quantize_options(),
     )
     results = out / "bench" / "results.json"
     bench_key = {
@@ -375,8 +317,7 @@ def run_pipeline(cfg: PipelineConfig, progress: Say | None = None) -> dict[str, 
     cfg.threads, note = cap_threads(cfg.threads)
     if note:
         say(note)
-    if cfg.eval_limit is not None and cfg.eval_limit < 1:
-        raise NinExportError(f"eval_limit must be at least 1 (or left out for every held-out image), got {cfg.eval_limit}")
+    cfg.check()
     names = cfg.models()
     out = ensure_dir(cfg.out_dir)
     trained = [out / n / f"{n}.pt" for n in names if n not in cfg.weights]
@@ -395,10 +336,7 @@ def run_pipeline(cfg: PipelineConfig, progress: Say | None = None) -> dict[str, 
     for name in names:
         d = ensure_dir(out / name)
         ckpt = _weights(cfg, state, name, d, say)
-        graphs = _graphs(cfg, state, name, d, ckpt)
-        artifacts: dict[str, Path] = {"checkpoint": ckpt, **{f"onnx-{p.value}": g for p, g in graphs.items()}}
-        if have_trt:
-            artifacts.update(_engines(cfg, state, name, d, graphs, say))
+        artifacts: dict[str, Path] = {"checkpoint": ckpt, **_artifacts(cfg, state, name, d, ckpt, have_trt, say)}
         acc = _accuracy(cfg, state, name, artifacts)
         ckpts[name] = str(ckpt)
         summary["models"][name] = {"artifacts": {k: str(v) for k, v in artifacts.items()}, "accuracy": acc}

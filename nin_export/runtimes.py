@@ -14,17 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .core.enums import Int8Target, Precision, StrEnum
+from .core.artifact import ArtifactKey, ArtifactKind
+from .core.enums import Int8Target, Precision
 from .core.errors import NinExportError
 from .runners.base import Runner
 
 __all__ = ["ArtifactKind", "RunTarget", "Runtime", "RUNTIMES", "get_runtime", "runtime_for_artifact", "runtime_help"]
-
-
-class ArtifactKind(StrEnum):
-    CHECKPOINT = "checkpoint"  # PyTorch weights: the model is rebuilt from the registry
-    ONNX = "onnx"  # an ONNX graph at the row's precision
-    ENGINE = "engine"  # a TensorRT plan with its sidecar
 
 
 @dataclass(frozen=True)
@@ -69,6 +64,10 @@ class Runtime:
         if not have_gpu and (self.needs_gpu or precision in self.gpu_only):
             return f"{self.name} {precision.value.upper()} runs on an NVIDIA GPU only: " + (no_gpu_why or "there is none here")
         return None
+
+    def artifact_key(self, precision: Precision) -> ArtifactKey:
+        """The artifact this runtime runs at ``precision``: for INT8, the graph made for its Q/DQ layout."""
+        return ArtifactKey(self.artifact, precision, self.int8_target if precision is Precision.INT8 else None)
 
     def resolve_device(self, have_gpu: bool) -> str:
         return "cuda" if self.device == "cuda" or (self.device == "auto" and have_gpu) else "cpu"

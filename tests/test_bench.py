@@ -9,6 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from nin_export.bench.power import PowerOptions
 from nin_export.bench.report import pair_ratios, render_report
 from nin_export.bench.run import BenchConfig, run_bench
 from nin_export.core.enums import Precision
@@ -182,9 +183,7 @@ def test_energy_per_image_from_a_stand_in_tegrastats(tmp_path, monkeypatch):
         out_dir=str(tmp_path),
         data=None,
         model_kwargs={"fc-cifar10": {"fc_width": 64}},
-        power="tegrastats",
-        idle_s=1.0,
-        idle_settle_s=0.0,
+        power=PowerOptions("tegrastats", idle_s=1.0, idle_settle_s=0.0),
     )
     res = run_bench(cfg)
     idle = res["idle_power"]["cpu"]

@@ -109,16 +109,15 @@ class SleepyRunner(PipelinedRunner):
 
 
 def test_worker_samples_power_over_the_timed_loop_only():
-    from nin_export.bench.worker import BenchJob, _measure_with_power
+    from nin_export.bench.worker import BenchJob, JobEnergy, Workload, _measure_with_power
     from nin_export.runtimes import RunTarget
 
     job = BenchJob(
         runtime="torch",
         target=RunTarget(Path("x")),
-        batches=(8,),
-        input_shape=(3, 4, 4),
+        work=Workload(batches=(8,), input_shape=(3, 4, 4)),
         timing=TimingOptions(warmup_ms=100, min_iters=20, min_ms=0),
-        idle_watts=4.0,
+        energy=JobEnergy(idle_watts=4.0),
     )
     sampler = ConstantWatts()
     with SleepyRunner(FakeClock(), wall_ms=4.0, compute_ms=1.0) as r:

@@ -12,25 +12,31 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..artifacts import ArtifactPlan, Artifacts, keys_for_rows, make_artifacts, sizes
 from ..core._io import atomic_path, check_outputs, ensure_dir, write_json
 from ..core._proc import spawn_call
+from ..core.artifact import CHECKPOINT, ArtifactKey, ArtifactKind
 from ..core.data import Preprocess, open_source
-from ..core.defaults import DEFAULT_BATCHES, DEFAULT_DATA, DEFAULT_IDLE_S, DEFAULT_IDLE_SETTLE_S
-from ..core.enums import Int8Target, Precision
+from ..core.defaults import (
+    DEFAULT_BATCHES,
+    DEFAULT_CALIB_COUNT,
+    DEFAULT_DATA,
+    DEFAULT_EVAL_COUNT,
+)
+from ..core.enums import Precision
 from ..core.envinfo import environment
 from ..core.errors import NinExportError, first_line
 from ..core.parse import batch_profile_for
 from ..core.verify import Tolerance, compare
-from ..export.exporter import export_model
 from ..models import DEFAULT_MODEL, build_model, get_spec
 from ..models.summary import check_memory, summarize
-from ..quantize.ptq import QuantizeOptions, quantize
+from ..quantize.ptq import QuantizeOptions
 from ..runners.timing import TimingOptions
-from ..runtimes import RUNTIMES, ArtifactKind, RunTarget, Runtime, get_runtime
+from ..runtimes import RUNTIMES, RunTarget, Runtime, get_runtime
 from ..trt import BuildOptions, read_sidecar, sidecar_path
-from ..trt.convert import engine_from_onnx
+from .power import PowerOptions
 from .results import new_results
-from .worker import BenchJob, crosscheck_job, run_job
+from .worker import BenchJob, JobEnergy, Workload, crosscheck_job, run_job
 
 __all__ = ["BenchConfig", "run_bench", "DEFAULT_BATCHES", "engine_precision"]
 
@@ -48,17 +54,17 @@ class BenchConfig:
     timing: TimingOptions = field(default_factory=TimingOptions)
     out_dir: str = "bench"
     data: str | None = DEFAULT_DATA  # held-out reference images (agreement, accuracy) and INT8 calibration
-    eval_count: int = 200
-    calib_count: int = 300
+    eval_count: int = DEFAULT_EVAL_COUNT
+    calib_count: int = DEFAULT_CALIB_COUNT
+    quantize: QuantizeOptions | None = None  # how graphs are made (the pipeline's [quantize]); None: see bench_quantize_options
     weights: dict[str, str] = field(default_factory=dict)  # model -> checkpoint
     model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> create_model kwargs
     seed: int = 0
     # model -> {"onnx-fp32"|"onnx-fp16"|"onnx-int8"|"engine-fp32"|...: path}: artifacts made elsewhere
     # (by the pipeline), used as they are instead of being made again
     artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
-    power: str = "auto"  # power source for energy per image: auto, none, or one of power.SOURCES
-    idle_s: float = DEFAULT_IDLE_S  # idle power: sampled this long, once, before any work (0: not measured)
-    idle_settle_s: float = DEFAULT_IDLE_SETTLE_S  # ... after this long with nothing running
+    # energy per image: the power source, and idle power sampled once before any work
+    power: PowerOptions = field(default_factory=PowerOptions)
     cuda_graph: bool = False  # TensorRT and PyTorch CUDA rows: replay the compute from a CUDA graph
     streams: int = 1  # GPU rows: above 1, also throughput over this many streams
     verify_trt: bool = False  # run each engine through Polygraphy's TrtRunner and ours: outputs and medians compared
@@ -86,135 +92,80 @@ class BenchConfig:
             "calib_count": self.calib_count,
             "weights": self.weights,
             "model_kwargs": self.model_kwargs,
-            "power": self.power,
-            "idle_s": self.idle_s,
-            "idle_settle_s": self.idle_settle_s,
+            "power": self.power.source,
+            "idle_s": self.power.idle_s,
+            "idle_settle_s": self.power.idle_settle_s,
+            "quantize": self.quantize.to_dict() if self.quantize is not None else None,
             "cuda_graph": self.cuda_graph,
             "streams": self.streams,
             "verify_trt": self.verify_trt,
         }
 
 
-class _Prepared:
-    """Everything measured for one model before any timing: checkpoint, ONNX graphs, engines."""
-
-    def __init__(self, model: Any, info: dict[str, Any]) -> None:
-        self.model = model  # the FP32 PyTorch model the artifacts came from
-        self.info = info
-        self.files: dict[tuple[ArtifactKind, Precision], Path] = {}
-        self.problems: dict[tuple[ArtifactKind, Precision], tuple[str, str]] = {}  # (status, reason): why it is missing
-        self.ort_cpu_int8: Path | None = None  # the INT8 graph for onnxruntime's CPU row (--int8-target ort-cpu)
-        self.ort_cpu_problem: tuple[str, str] | None = None
-
-    def artifact(self, rt: Runtime, prec: Precision) -> tuple[Path | None, tuple[str, str] | None]:
-        """The file a row runs, and why it is missing."""
-        if prec is Precision.INT8 and rt.int8_target is Int8Target.ORT_CPU:
-            return self.ort_cpu_int8, self.ort_cpu_problem
-        return self.files.get((rt.artifact, prec)), self.problems.get((rt.artifact, prec))
-
-
-def _model_info(cfg: BenchConfig, name: str, d: Path) -> _Prepared:
-    """The model (seeded random init unless weights are given), its checkpoint, counts and sizes."""
+def _model_info(cfg: BenchConfig, name: str) -> dict[str, Any]:
+    """Counts and sizes of the model (checked against memory before anything is made)."""
     torch.manual_seed(cfg.seed)
     model = build_model(name, cfg.weights.get(name), **cfg.model_kwargs.get(name, {}))
     c, (h, w) = model.config["in_channels"], model.config["input_size"]
     check_memory(model, (c, h, w), max(cfg.batches), "--batch")
     s = summarize(model, (c, h, w))
-    ckpt = Path(cfg.weights[name]) if name in cfg.weights else d / f"{name}.pt"
-    if name not in cfg.weights:  # the workers rebuild the same random-init model from this
-        with atomic_path(ckpt, suffix=".pt") as tmp:
-            torch.save({"state_dict": model.state_dict(), "meta": {"model": name, **model.config}}, tmp)
-    info = {
+    return {
         "params": s.params,
         "macs": s.macs,
         "input_shape": [c, h, w],
-        "checkpoint": ckpt.name,
         "weight_bytes": s.weight_bytes(),
         "head": model.spec.head,
         "weights": Path(cfg.weights[name]).name if name in cfg.weights else f"random-init (seed {cfg.seed})",
-        "artifact_bytes": {},
     }
-    prep = _Prepared(model, info)
-    prep.files[(ArtifactKind.CHECKPOINT, Precision.FP32)] = prep.files[(ArtifactKind.CHECKPOINT, Precision.FP16)] = ckpt
-    return prep
 
 
-def _graphs(cfg: BenchConfig, name: str, d: Path, work: Path, prep: _Prepared, say: Callable[[str], None]) -> None:
-    """The FP32 ONNX and, where a row needs them, its FP16 and INT8 graphs."""
-    given = {k: Path(v) for k, v in cfg.artifacts.get(name, {}).items()}
-    if not any(r.artifact is not ArtifactKind.CHECKPOINT and r.unavailable() is None for r in cfg.rows()):
-        return  # only PyTorch rows can run here: no graph to make (a 300 MB FC twin exports in seconds, not free)
-    if "onnx-fp32" not in given:
-        say(f"{name}: exporting ONNX")
-    fp32 = given.get("onnx-fp32") or export_model(prep.model, d, weights=cfg.weights.get(name)).final_path
-    prep.files[(ArtifactKind.ONNX, Precision.FP32)] = fp32
-    needs = {  # the TensorRT-placement INT8 graph only where a row runs it (the CPU rows have their own)
-        p
-        for r in cfg.rows()
-        if r.artifact is not ArtifactKind.CHECKPOINT
-        for p in r.precisions
-        if p is not Precision.INT8 or r.int8_target is Int8Target.TENSORRT
-    }
-    for prec in (Precision.FP16, Precision.INT8):
-        key = (ArtifactKind.ONNX, prec)
-        if prec not in cfg.precisions or prec not in needs:
-            continue
-        if f"onnx-{prec.value}" in given:
-            prep.files[key] = given[f"onnx-{prec.value}"]
-        elif prec is Precision.INT8 and cfg.data is None:
-            prep.problems[key] = ("skipped", "no calibration data (--data) for INT8")
-        else:
-            say(f"{name}: making the {prec.value} graph")
-            try:
-                prep.files[key] = quantize(fp32, _quantize_options(cfg, work, prec)).path
-            except NinExportError as e:
-                prep.problems[key] = ("failed", f"{prec.value} graph: {first_line(e)}")
-    _ort_cpu_graph(cfg, name, d, work, prep, fp32, given, say)
-    for (kind, prec), f in prep.files.items():
-        if kind is ArtifactKind.ONNX:
-            prep.info["artifact_bytes"][f"onnx-{prec.value}"] = f.stat().st_size
-    if prep.ort_cpu_int8 is not None:
-        prep.info["artifact_bytes"]["onnx-int8-ort-cpu"] = prep.ort_cpu_int8.stat().st_size
-
-
-def _quantize_options(cfg: BenchConfig, work: Path, prec: Precision, target: Int8Target = Int8Target.TENSORRT) -> QuantizeOptions:
-    """How the benchmark makes its FP16 and INT8 graphs: its data, a short held-out check, a cache in the work dir."""
+def bench_quantize_options(cfg: BenchConfig, work: Path) -> QuantizeOptions:
+    """How the benchmark makes its FP16 and INT8 graphs: the given settings (the pipeline's [quantize]),
+    or its data, a short held-out check and a calibration cache in the work dir."""
+    if cfg.quantize is not None:
+        return cfg.quantize
     return QuantizeOptions(
-        prec,
-        calib_data=cfg.data or DEFAULT_DATA,
+        Precision.INT8,
+        calib_data=cfg.data,
         calib_count=cfg.calib_count,
         eval_count=min(cfg.eval_count, 64),
         cache_dir=os.fspath(work / "calibration"),
-        target=target,
     )
 
 
-def _ort_cpu_graph(
-    cfg: BenchConfig,
-    name: str,
-    d: Path,
-    work: Path,
-    prep: _Prepared,
-    fp32: Path,
-    given: dict[str, Path],
-    say: Callable[[str], None],
-) -> None:
-    """onnxruntime's CPU row measures INT8 with the graph made for it (uint8 activations, fused QLinear
-    kernels): TensorRT's placement leaves its convolutions in float there, slower than FP32."""
-    if Precision.INT8 not in cfg.precisions or not any(r.int8_target is Int8Target.ORT_CPU for r in cfg.rows()):
-        return
-    if "onnx-int8-ort-cpu" in given:
-        prep.ort_cpu_int8 = given["onnx-int8-ort-cpu"]
-        return
-    if cfg.data is None:
-        prep.ort_cpu_problem = ("skipped", "no calibration data (--data) for INT8")
-        return
-    say(f"{name}: making the int8 graph for the CPU rows (uint8 activations)")
-    opts = _quantize_options(cfg, work, Precision.INT8, Int8Target.ORT_CPU)
-    try:
-        prep.ort_cpu_int8 = quantize(fp32, opts, output=d / f"{name}.int8.ort-cpu.onnx").path
-    except NinExportError as e:
-        prep.ort_cpu_problem = ("failed", f"int8 graph for the CPU rows: {first_line(e)}")
+def _plan(cfg: BenchConfig, name: str, d: Path, work: Path) -> ArtifactPlan:
+    """The artifacts the rows run: what the pipeline made (``cfg.artifacts``) is used as it is."""
+    given = {}
+    for label, path in cfg.artifacts.get(name, {}).items():
+        try:
+            given[ArtifactKey.parse(label)] = Path(path)
+        except ValueError as e:
+            raise NinExportError(f"{name}: {e}") from None
+    return ArtifactPlan(
+        model=name,
+        out_dir=d,
+        keys=keys_for_rows(cfg.rows(), cfg.precisions) | {CHECKPOINT},  # the reference logits come from it
+        weights=Path(cfg.weights[name]) if name in cfg.weights else None,
+        model_kwargs=cfg.model_kwargs.get(name, {}),
+        seed=cfg.seed,
+        quantize=bench_quantize_options(cfg, work),
+        build=BuildOptions(batch=batch_profile_for(cfg.batches)),
+        given=given,
+    )
+
+
+def _prepare(run: _Run, name: str) -> Artifacts:
+    """The model's facts, then every artifact its rows run (made here, or given)."""
+    cfg = run.cfg
+    info = _model_info(cfg, name)
+    made = make_artifacts(_plan(cfg, name, ensure_dir(run.work / name), run.work), say=run.say)
+    info["checkpoint"] = made.files[CHECKPOINT].name
+    info["artifact_bytes"] = sizes(made)
+    for key, path in made.files.items():
+        if key.kind is ArtifactKind.ENGINE:
+            info.setdefault("engines", {})[key.precision.value] = _engine_record(path)
+    run.results["models"][name] = info
+    return made
 
 
 def engine_precision(engine: Path, model: str | None = None) -> tuple[Precision, str | None]:
@@ -238,43 +189,34 @@ def _engine_record(engine: Path) -> dict[str, Any]:
     return {k: side[k] for k in ("flavour", "trt_version", "targets", "bytes")}
 
 
-def _engines(cfg: BenchConfig, name: str, d: Path, prep: _Prepared, say: Callable[[str], None]) -> None:
-    """An engine per graph where a row runs engines and a TensorRT is installed (built ahead of time
-    without a GPU, so that its size is recorded); engines given in ``cfg.artifacts`` are used as they are."""
-    rows = [r for r in cfg.rows() if r.artifact is ArtifactKind.ENGINE and r.unavailable() is None]
-    if not rows:
-        return
-    given = cfg.artifacts.get(name, {})
-    for prec in cfg.precisions:
-        graph = prep.files.get((ArtifactKind.ONNX, prec))
-        engine = Path(given[f"engine-{prec.value}"]) if f"engine-{prec.value}" in given else None
-        if engine is None and graph is not None:
-            say(f"{name}: building the {prec.value} engine")
-            try:
-                opts = BuildOptions(batch=batch_profile_for(cfg.batches))
-                engine = engine_from_onnx(graph, None, opts, output=d / f"{name}.{prec.value}.engine").engine
-            except NinExportError as e:
-                prep.problems[(ArtifactKind.ENGINE, prec)] = ("failed", f"engine build: {first_line(e)}")
-                continue
-        if engine is not None:
-            prep.files[(ArtifactKind.ENGINE, prec)] = engine
-            record = prep.info.setdefault("engines", {})[prec.value] = _engine_record(engine)
-            prep.info["artifact_bytes"][f"engine-{prec.value}"] = record["bytes"]
-
-
-def _reference(cfg: BenchConfig, name: str, prep: _Prepared, work: Path) -> tuple[Path, np.ndarray | None, np.ndarray, str]:
+@dataclass
+class Reference:
     """Held-out inputs (saved for the workers), their labels, and FP32 PyTorch logits on them."""
-    c, h, w = prep.info["input_shape"]
+
+    inputs: Path
+    labels: np.ndarray | None
+    logits: np.ndarray
+    data: str  # the source's name
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"data": self.data, "samples": int(len(self.logits))}
+        if self.labels is not None:
+            out["fp32_torch_accuracy"] = float((self.logits.argmax(1) == self.labels).mean())
+        return out
+
+
+def _reference(cfg: BenchConfig, name: str, made: Artifacts, work: Path, info: dict[str, Any]) -> Reference:
+    c, h, w = info["input_shape"]
     source = open_source(cfg.data, Preprocess.for_spec(get_spec(name), c, (h, w)))  # type: ignore[arg-type]
     _, test = source.split()
     held = source.load(test[: cfg.eval_count])
     path = work / name / "reference_inputs.npy"
     with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
         np.save(f, held.x)
-    model = prep.model.eval()
+    model = build_model(name, made.files[CHECKPOINT], **cfg.model_kwargs.get(name, {})).eval()
     with torch.no_grad():
         ref = np.concatenate([model(torch.from_numpy(held.x[i : i + 32])).numpy() for i in range(0, len(held.x), 32)])
-    return path, held.y, ref, source.name
+    return Reference(path, held.y, ref, source.name)
 
 
 class _Run:
@@ -364,13 +306,15 @@ def _quality(res: dict[str, Any], ref: np.ndarray | None, labels: np.ndarray | N
     return quality
 
 
-def _measure_model(run: _Run, name: str, prep: _Prepared, reference: tuple | None, should_stop: Callable[[], bool] | None) -> None:
-    ref_path, labels, ref = reference[:3] if reference else (None, None, None)
+def _measure_model(
+    run: _Run, name: str, made: Artifacts, reference: Reference | None, should_stop: Callable[[], bool] | None
+) -> None:
     for rt in run.cfg.rows():
         for prec in run.cfg.precisions:
             if should_stop is not None and should_stop():
                 raise KeyboardInterrupt
-            artifact, problem = prep.artifact(rt, prec)
+            key = rt.artifact_key(prec)
+            artifact, problem = made.files.get(key), made.problems.get(key)
             if problem is None and (why := rt.skip_reason(prec, run.gpu, run.no_gpu_why)) is not None:
                 problem = ("skipped", why)
             if problem is None and artifact is None:
@@ -392,38 +336,30 @@ def _measure_model(run: _Run, name: str, prep: _Prepared, reference: tuple | Non
                 threads=run.cfg.threads,
                 cuda_graph=run.cfg.cuda_graph,
             )
-            shape = prep.info["input_shape"]
+            shape = run.results["models"][name]["input_shape"]
             job = BenchJob(
                 runtime=rt.name,
                 target=target,
-                batches=tuple(run.cfg.batches),
-                input_shape=(shape[0], shape[1], shape[2]),
+                work=Workload(
+                    batches=tuple(run.cfg.batches),
+                    input_shape=(shape[0], shape[1], shape[2]),
+                    reference_inputs=os.fspath(reference.inputs) if reference is not None else None,
+                ),
                 timing=run.cfg.timing,
-                reference_inputs=os.fspath(ref_path) if ref_path is not None else None,
-                jetson=bool(run.env.get("jetson")),
-                power=run.cfg.power,
-                idle_watts=(run.idle.get(device) or {}).get("watts"),
+                energy=JobEnergy(source=run.cfg.power.source, idle_watts=(run.idle.get(device) or {}).get("watts")),
                 streams=run.cfg.streams,
+                jetson=bool(run.env.get("jetson")),
             )
             res = _spawn(run_job, job)
             if res["error"]:
                 run.add_rows(name, rt, prec, "failed", res["error"], artifact=artifact, device=device)
             else:
-                run.add_rows(
-                    name, rt, prec, "ok", None, res=res, quality=_quality(res, ref, labels), artifact=artifact, device=device
-                )
+                quality = _quality(res, reference.logits, reference.labels) if reference is not None else None
+                run.add_rows(name, rt, prec, "ok", None, res=res, quality=quality, artifact=artifact, device=device)
 
 
 def _check_gpu_and_power(cfg: BenchConfig) -> None:
-    from .power import SOURCES
-
-    if cfg.power not in ("auto", "none", *SOURCES):
-        raise NinExportError(f"power source '{cfg.power}' is not one of auto, none, {', '.join(SOURCES)}")
-    if not (cfg.idle_s == 0 or 1 <= cfg.idle_s <= 60) or not 0 <= cfg.idle_settle_s <= 60:
-        raise NinExportError(
-            f"idle power is sampled for 1..60 s (0: not measured) after 0..60 s of settling, got --idle-s "
-            f"{cfg.idle_s:g} and a settling time of {cfg.idle_settle_s:g} s"
-        )
+    cfg.power.check()
     if not 1 <= cfg.streams <= 64:
         raise NinExportError(f"--streams must be in 1..64, got {cfg.streams}")
 
@@ -448,16 +384,17 @@ def _idle_power(run: _Run) -> dict[str, Any]:
     from .power import find_power_source, measure_idle, sources_for
 
     cfg = run.cfg
-    if cfg.power == "none" or cfg.idle_s == 0:
+    power = cfg.power
+    if power.source == "none" or power.idle_s == 0:
         return {}
     out: dict[str, Any] = {}
     for device in sorted({rt.resolve_device(run.gpu) for rt in cfg.rows()}):
-        sampler, what = find_power_source(sources_for(device) if cfg.power == "auto" else [cfg.power])
+        sampler, what = find_power_source(sources_for(device) if power.source == "auto" else [power.source])
         if sampler is None:
             out[device] = {"reason": what}
             continue
-        run.say(f"idle power on {device}: {cfg.idle_settle_s:g} s settling, then {cfg.idle_s:g} s of {what}")
-        out[device] = measure_idle(sampler, cfg.idle_s, cfg.idle_settle_s)
+        run.say(f"idle power on {device}: {power.idle_settle_s:g} s settling, then {power.idle_s:g} s of {what}")
+        out[device] = measure_idle(sampler, power.idle_s, power.idle_settle_s)
     return out
 
 
@@ -485,22 +422,17 @@ def run_bench(
     run.save()
     for name, role in cfg.pair():
         run.say(f"{name}: preparing")
-        d = ensure_dir(run.work / name)
-        prep = _model_info(cfg, name, d)
-        _graphs(cfg, name, d, run.work, prep, run.say)
-        _engines(cfg, name, d, prep, run.say)
-        run.results["models"][name] = dict(prep.info, role=role)
+        made = _prepare(run, name)
+        info = run.results["models"][name]
+        info["role"] = role
         reference = None
         if cfg.data is not None:
-            reference = _reference(cfg, name, prep, run.work)
-            ref_info = {"data": reference[3], "samples": int(len(reference[2]))}
-            if reference[1] is not None:
-                ref_info["fp32_torch_accuracy"] = float((reference[2].argmax(1) == reference[1]).mean())
-            run.results["models"][name]["reference"] = ref_info
+            reference = _reference(cfg, name, made, run.work, info)
+            info["reference"] = reference.to_dict()
         run.save()
         if cfg.verify_trt:
-            _verify_engines(run, name, prep)
-        _measure_model(run, name, prep, reference, should_stop)
+            _verify_engines(run, name, made)
+        _measure_model(run, name, made, reference, should_stop)
     run.results["complete"] = True
     run.save()
     return dict(run.results, path=os.fspath(run.path))
@@ -515,12 +447,13 @@ def _spawn(fn: Callable[[Any], dict[str, Any]], arg: Any) -> dict[str, Any]:
         return {"error": first_line(e), "status": "failed", "reason": first_line(e)}
 
 
-def _verify_engines(run: _Run, name: str, prep: _Prepared) -> None:
+def _verify_engines(run: _Run, name: str, made: Artifacts) -> None:
     """--verify-trt: each engine through Polygraphy's TrtRunner and nin-export's, in a fresh process."""
     out: dict[str, Any] = {}
-    for (kind, prec), path in prep.files.items():
-        if kind is not ArtifactKind.ENGINE:
+    for key, path in made.files.items():
+        if key.kind is not ArtifactKind.ENGINE:
             continue
+        prec = key.precision
         if not run.gpu:
             out[prec.value] = {"status": "skipped", "reason": run.no_gpu_why or "no CUDA GPU here: the cross-check runs the engine"}
             continue

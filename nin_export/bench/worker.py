@@ -31,7 +31,24 @@ from .power import (
     sources_for,
 )
 
-__all__ = ["BenchJob", "run_job", "crosscheck_job"]
+__all__ = ["BenchJob", "Workload", "JobEnergy", "run_job", "crosscheck_job"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the job feeds its runner: random inputs per batch size, then the held-out reference inputs."""
+
+    batches: tuple[int, ...]
+    input_shape: tuple[int, int, int]
+    reference_inputs: str | None = None  # .npy of held-out inputs whose outputs are returned
+
+
+@dataclass(frozen=True)
+class JobEnergy:
+    """How the job samples power around each timed loop."""
+
+    source: str = "auto"  # a registered power source, "auto" (the first this machine has) or "none"
+    idle_watts: float | None = None  # measured once by the parent before any work (net energy); None: unknown
 
 
 @dataclass(frozen=True)
@@ -40,14 +57,11 @@ class BenchJob:
 
     runtime: str  # a row of runtimes.RUNTIMES
     target: RunTarget
-    batches: tuple[int, ...]
-    input_shape: tuple[int, int, int]
+    work: Workload
     timing: TimingOptions = field(default_factory=TimingOptions)
-    reference_inputs: str | None = None  # .npy of held-out inputs whose outputs are returned
-    jetson: bool = False  # unified memory: record the system-wide delta too
-    power: str = "auto"  # a power source of power.SOURCES, "auto" (the first this machine has) or "none"
-    idle_watts: float | None = None  # measured once by the parent before any work (net energy); None: unknown
+    energy: JobEnergy = field(default_factory=JobEnergy)
     streams: int = 1  # GPU runners: above 1, also throughput over this many streams (trtexec's --infStreams)
+    jetson: bool = False  # unified memory: record the system-wide delta too
 
 
 def _rss_bytes() -> int:
@@ -71,11 +85,12 @@ def _system_used_bytes() -> int | None:
 
 
 def _sampler(job: BenchJob) -> tuple[PowerSampler | None, str]:
-    if job.power == "none":
+    source = job.energy.source
+    if source == "none":
         return None, "power not sampled (--power none)"
     if job.target.device == "cuda" and get_runtime(job.runtime).artifact is not ArtifactKind.ONNX:
         import torch  # noqa: F401  (this row's runner loads it anyway: NVML then measures the GPU torch runs on)
-    return find_power_source(sources_for(job.target.device) if job.power == "auto" else [job.power])
+    return find_power_source(sources_for(job.target.device) if source == "auto" else [source])
 
 
 def _measure_with_power(runner: Runner, feed: dict[str, np.ndarray], job: BenchJob, sampler: PowerSampler | None, why: str):
@@ -84,7 +99,7 @@ def _measure_with_power(runner: Runner, feed: dict[str, np.ndarray], job: BenchJ
         return measure(runner, feed, job.timing), {"source": None, "reason": why}
     st = measure(runner, feed, job.timing, window=sampler)
     summary = sampler.summary()
-    energy = energy_figures(sampler.joules, sampler.seconds, st.iterations * st.batch, job.idle_watts)
+    energy = energy_figures(sampler.joules, sampler.seconds, st.iterations * st.batch, job.energy.idle_watts)
     return st, {"source": summary["source"], "method": summary["method"], "samples": summary["samples"], **energy}
 
 
@@ -92,11 +107,11 @@ def _time_batches(runner: Runner, job: BenchJob, power: tuple[PowerSampler | Non
     name = runner.input_names[0]
     out: dict[int, dict[str, Any]] = {}
     fixed = runner.fixed_batch()
-    for b in job.batches:
+    for b in job.work.batches:
         if fixed is not None and b != fixed:
             out[b] = {"skipped": f"the artifact has a fixed batch of {fixed}: export it with a dynamic batch to measure {b}"}
             continue
-        x = np.random.default_rng(b).standard_normal((b, *job.input_shape)).astype(np.float32)
+        x = np.random.default_rng(b).standard_normal((b, *job.work.input_shape)).astype(np.float32)
         try:
             st, energy = _measure_with_power(runner, {name: x}, job, *power)
             row: dict[str, Any] = {"latency_ms": st.to_dict(), "energy": energy}
@@ -125,8 +140,9 @@ def _device_memory_seen(sampler: PowerSampler | None) -> dict[str, Any]:
 
 
 def _reference_outputs(runner: Runner, job: BenchJob) -> np.ndarray:
-    xs = np.load(job.reference_inputs)  # type: ignore[arg-type]
-    return runner.infer_batches(xs, max(1, min(32, max(job.batches)))).astype(np.float32)
+    assert job.work.reference_inputs is not None
+    xs = np.load(job.work.reference_inputs)
+    return runner.infer_batches(xs, max(1, min(32, max(job.work.batches)))).astype(np.float32)
 
 
 def run_job(job: BenchJob) -> dict[str, Any]:
@@ -140,7 +156,7 @@ def run_job(job: BenchJob) -> dict[str, Any]:
             out["memory"]["rss_after_load_bytes"] = _rss_bytes()
             out["batches"] = _time_batches(runner, job, power)
             out["settings"] = runner.settings()
-            if job.reference_inputs:
+            if job.work.reference_inputs:
                 out["outputs"] = _reference_outputs(runner, job)
             out["memory"].update(runner.device_memory())
             out["memory"].update(_device_memory_seen(power[0]))

@@ -3,7 +3,9 @@ against the field's type, with one clear line for the first that does not fit.""
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import enum
 import json
 import math
 import os
@@ -23,6 +25,12 @@ def _describe(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _as_list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise FileFormatError(f"{where} is {value!r}, expected a list")
+    return value
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """``value`` as type ``tp``, or FileFormatError naming ``where``."""
     origin = typing.get_origin(tp)
@@ -37,12 +45,18 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 continue
         raise FileFormatError(f"{where} is {value!r}, expected {_describe(tp)}")
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where)
+        return from_dict(tp, value, where)  # type: ignore[arg-type]  (tp is a dataclass type here, not an instance)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            raise FileFormatError(f"{where} is {value!r}, expected one of {', '.join(str(m.value) for m in tp)}") from None
+    if origin in (tuple, collections.abc.Sequence):  # a list in the file; a tuple in the settings
+        (item, *_) = typing.get_args(tp) or (Any,)
+        return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(_as_list(value, where)))
     if origin is list:
-        if not isinstance(value, list):
-            raise FileFormatError(f"{where} is {value!r}, expected a list")
         (item,) = typing.get_args(tp) or (Any,)
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(_as_list(value, where))]
     if origin is dict:
         if not isinstance(value, dict):
             raise FileFormatError(f"{where} is {value!r}, expected a table of values")

@@ -10,7 +10,7 @@ __all__ = [
     "MIN_CALIB_IMAGES", "RECOMMENDED_CALIB_IMAGES", "DEFAULT_CALIB_COUNT", "DEFAULT_EVAL_COUNT", "DEFAULT_CACHE_DIR",
     "DEFAULT_AGREEMENT_FLOOR", "DEFAULT_EPOCHS", "DEFAULT_BATCH_SIZE", "DEFAULT_PATIENCE", "DEFAULT_LR", "HEAD_BIAS",
     "DEFAULT_BATCH_PROFILE", "DEFAULT_RTX_TARGETS", "DEFAULT_WORKSPACE_MIB", "DEFAULT_IDLE_S", "DEFAULT_IDLE_SETTLE_S",
-    "DEFAULT_ONNX_DIR",
+    "DEFAULT_ONNX_DIR", "PIPELINE_BATCHES", "PIPELINE_MIN_MS",
 ]  # fmt: skip
 
 # models
@@ -22,6 +22,10 @@ DEFAULT_DATA = "digits"  # the built-in source every command uses when none is g
 
 # bench
 DEFAULT_BATCHES = (1, 8, 32)
+# The pipeline's benchmark: fewer batches and shorter timed loops than 'nin-export bench' (TimingOptions:
+# 3000 ms), so that the main command stays a few minutes on a 2-core CPU
+PIPELINE_BATCHES = (1, 8)
+PIPELINE_MIN_MS = 1000.0
 # Idle power is measured once, before any work: DEFAULT_IDLE_SETTLE_S with nothing running (GPU clocks come
 # down after earlier work), then DEFAULT_IDLE_S of samples (longer than a second, so that a 10 Hz tegrastats
 # or a 20 Hz NVML poll gives tens of samples)
