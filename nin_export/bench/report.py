@@ -12,6 +12,7 @@ from typing import Any, Iterable
 from ..core._format import fmt_bytes
 from ..core._io import atomic_path, check_outputs, ensure_dir
 from ..core.plot import pyplot, save_figure
+from ..core.precision import PRECISIONS
 from ..models.summary import WEIGHT_BYTES_RULE
 from .results import load_results
 
@@ -120,7 +121,7 @@ def _models_table(res: dict[str, Any]) -> list[str]:
     model, baseline = res["config"]["model"], res["config"]["baseline"]
     a, b = res["models"].get(model, {}), res["models"].get(baseline, {})
     keys = [("parameters", "params", "int"), ("MACs per image", "macs", "int")]
-    keys += [(f"weights {p}", ("weight_bytes", p), "bytes") for p in ("fp32", "fp16", "int8")]
+    keys += [(f"weights {p}", ("weight_bytes", p), "bytes") for p in (p.value for p in PRECISIONS)]
     art = sorted(set(a.get("artifact_bytes", {})) | set(b.get("artifact_bytes", {})))
     keys += [(f"file {k}", ("artifact_bytes", k), "bytes") for k in art]
     acc_a = (a.get("reference") or {}).get("fp32_torch_accuracy")
@@ -413,7 +414,7 @@ def _size_bars(res: dict[str, Any], out: Path) -> Path:
     return save_figure(fig, out / "size_bars.png")
 
 
-_PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
+_PRECISION_MARKERS = {p.value: info.marker for p, info in PRECISIONS.items()}
 
 
 def _label_log_axis(axis: Any, lo: float, hi: float) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["StrEnum", "Precision", "CalibMethod", "Int8Target", "Quantizer", "Optimizer", "BYTES_PER_PARAM"]
+__all__ = ["StrEnum", "Precision", "CalibMethod", "Int8Target", "Quantizer", "Optimizer"]
 
 
 class StrEnum(str, Enum):
@@ -18,9 +18,6 @@ class Precision(StrEnum):
     FP32 = "fp32"
     FP16 = "fp16"
     INT8 = "int8"
-
-
-BYTES_PER_PARAM = {Precision.FP32: 4, Precision.FP16: 2, Precision.INT8: 1}
 
 
 class CalibMethod(StrEnum):

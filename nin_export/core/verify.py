@@ -8,6 +8,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .enums import Precision
+from .precision import PRECISIONS
 
 __all__ = [
     "Agreement",
@@ -40,13 +41,8 @@ class Tolerance:
 
 
 FP32_TOLERANCE = Tolerance()  # an export, or onnxsim, against PyTorch
-# A converted graph against its FP32 parent: FP16 and INT8 change the logits, so they are judged by
-# direction (cosine) rather than by absolute error.
-TOLERANCES = {
-    Precision.FP32: FP32_TOLERANCE,
-    Precision.FP16: Tolerance(atol=float("inf"), rtol=0.0, min_cosine=0.999),
-    Precision.INT8: Tolerance(atol=float("inf"), rtol=0.0, min_cosine=0.95),
-}
+# A converted graph against its FP32 parent: from the precision table.
+TOLERANCES = {p: Tolerance(atol=i.atol, rtol=i.rtol, min_cosine=i.min_cosine) for p, i in PRECISIONS.items()}
 # An FP32 engine against onnxruntime: TensorRT's TF32 convolutions and tactic choices.
 ENGINE_FP32_TOLERANCE = Tolerance(atol=1e-3, rtol=1e-2)
 

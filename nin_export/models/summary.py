@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from ..core._io import proc_kib_field
-from ..core.enums import BYTES_PER_PARAM, Precision
+from ..core.enums import Precision
 from ..core.errors import InputSizeError
+from ..core.precision import BYTES_PER_PARAM
 
 __all__ = [
     "Precision",
