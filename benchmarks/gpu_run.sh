@@ -33,7 +33,7 @@ elif [ -n "$need" ]; then
   echo "missing:$need (offline? give WHEELS=DIR, made by benchmarks/gpu_wheels.sh)"
 fi
 
-machine=$($PY -c "from nin_export.envinfo import machine_name; print(machine_name())") || exit 1
+machine=$($PY -c "from nin_export.core.envinfo import machine_name; print(machine_name())") || exit 1
 run=gpu-run-$(date -u +%Y%m%dT%H%M%SZ) # this run's own folder: earlier runs and other results stay as they are
 res=benchmarks/results/$machine/$run
 work=${WORK:-$(mktemp -d)}
