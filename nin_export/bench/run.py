@@ -4,6 +4,7 @@ to ``results.json`` as they finish, so Ctrl-C keeps what was measured."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from ..runtimes import RUNTIMES, RunTarget, Runtime, get_runtime
 from ..trt import BuildOptions, read_sidecar, sidecar_path
 from .power import PowerOptions
 from .results import new_results
-from .worker import BenchJob, JobEnergy, Workload, crosscheck_job, run_job
+from .worker import BenchJob, JobEnergy, JobResult, Workload, crosscheck_job, run_job
 
 __all__ = ["BenchConfig", "run_bench", "DEFAULT_BATCHES", "engine_precision"]
 
@@ -249,51 +250,86 @@ class _Run:
         status: str,
         reason: str | None,
         *,
-        res: dict[str, Any] | None = None,
+        res: JobResult | None = None,
         quality: dict[str, Any] | None = None,
         artifact: Path | None = None,
         device: str = "cpu",
     ) -> None:
         info = self.results["models"][name]
         for b in self.cfg.batches:
-            st, why, lat, extra = status, reason, None, {}
-            pb = (res or {}).get("batches", {}).get(b)
-            if pb is not None and "skipped" in pb:
-                st, why = "skipped", pb["skipped"]
-            elif res is not None and (pb is None or "error" in pb):
-                st, why = "failed", (pb or {}).get("error", "not measured")
-            elif pb is not None:
-                lat, extra = pb["latency_ms"], {k: v for k, v in pb.items() if k != "latency_ms"}
-            self.results["rows"].append(
-                {
-                    "model": name,
-                    "role": info["role"],
-                    "backend": rt.name,
-                    "device": device,
-                    "precision": prec.value,
-                    "batch": b,
-                    "status": st,
-                    "reason": why,
-                    "params": info["params"],
-                    "macs_per_image": info["macs"],
-                    "weight_bytes": info["weight_bytes"][prec.value],
-                    "artifact": {"file": artifact.name, "bytes": artifact.stat().st_size} if artifact is not None else None,
-                    "latency_ms": lat,
-                    **extra,
-                    "memory": (res or {}).get("memory") if st == "ok" else None,
-                    "quality": quality if st == "ok" else None,
-                    "threads": self.cfg.threads,
-                    "runtime_settings": (res or {}).get("settings") or None,  # as the backend reports them
-                }
+            row = Row(
+                model=name,
+                role=info["role"],
+                backend=rt.name,
+                device=device,
+                precision=prec.value,
+                batch=b,
+                status=status,
+                reason=reason,
+                params=info["params"],
+                macs_per_image=info["macs"],
+                weight_bytes=info["weight_bytes"][prec.value],
+                artifact={"file": artifact.name, "bytes": artifact.stat().st_size} if artifact is not None else None,
+                threads=self.cfg.threads,
             )
+            if res is not None:
+                row.take(res, b, quality)
+            self.results["rows"].append(row.to_dict())
             self.done += 1
         self.save()
 
 
-def _quality(res: dict[str, Any], ref: np.ndarray | None, labels: np.ndarray | None) -> dict[str, Any] | None:
-    if res["outputs"] is None or ref is None:
+@dataclass
+class Row:
+    """One row of results.json: a model on a runtime at a precision and a batch size (schema: bench-result)."""
+
+    model: str
+    role: str
+    backend: str
+    device: str
+    precision: str
+    batch: int
+    status: str  # ok, failed or skipped
+    reason: str | None
+    params: int
+    macs_per_image: int
+    weight_bytes: int
+    artifact: dict[str, Any] | None
+    latency_ms: dict[str, Any] | None = None
+    measured: dict[str, Any] = field(default_factory=dict)  # energy, gpu_split, multi_stream: written after latency_ms
+    memory: dict[str, Any] | None = None
+    quality: dict[str, Any] | None = None
+    threads: int | None = None
+    runtime_settings: dict[str, Any] | None = None  # as the backend reports them
+
+    def take(self, res: JobResult, batch: int, quality: dict[str, Any] | None) -> None:
+        """This batch's figures from a job's result; a batch it skipped or failed says why."""
+        pb = res.batches.get(batch)
+        if pb is not None and "skipped" in pb:
+            self.status, self.reason = "skipped", pb["skipped"]
+        elif pb is None or "error" in pb:
+            self.status, self.reason = "failed", (pb or {}).get("error", "not measured")
+        else:
+            self.latency_ms = pb["latency_ms"]
+            self.measured = {k: v for k, v in pb.items() if k != "latency_ms"}
+        if self.status == "ok":
+            self.memory, self.quality = res.memory, quality
+        self.runtime_settings = res.settings or None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name != "measured":
+                out[f.name] = getattr(self, f.name)
+            if f.name == "latency_ms":
+                out.update(self.measured)
+        return out
+
+
+def _quality(res: JobResult, ref: np.ndarray | None, labels: np.ndarray | None) -> dict[str, Any] | None:
+    if res.outputs is None or ref is None:
         return None
-    agree = compare([ref], [res["outputs"]], Tolerance(atol=float("inf"), rtol=0))
+    agree = compare([ref], [res.outputs], Tolerance(atol=float("inf"), rtol=0))
     quality = {
         "top1_agreement": agree.top1_agreement,
         "cosine": agree.cosine,
@@ -302,7 +338,7 @@ def _quality(res: dict[str, Any], ref: np.ndarray | None, labels: np.ndarray | N
         "vs": "fp32 torch",
     }
     if labels is not None:
-        quality["accuracy"] = float((res["outputs"].argmax(1) == labels).mean())
+        quality["accuracy"] = float((res.outputs.argmax(1) == labels).mean())
     return quality
 
 
@@ -350,9 +386,9 @@ def _measure_model(
                 streams=run.cfg.streams,
                 jetson=bool(run.env.get("jetson")),
             )
-            res = _spawn(run_job, job)
-            if res["error"]:
-                run.add_rows(name, rt, prec, "failed", res["error"], artifact=artifact, device=device)
+            res = _spawn_job(job)
+            if res.error:
+                run.add_rows(name, rt, prec, "failed", res.error, artifact=artifact, device=device)
             else:
                 quality = _quality(res, reference.logits, reference.labels) if reference is not None else None
                 run.add_rows(name, rt, prec, "ok", None, res=res, quality=quality, artifact=artifact, device=device)
@@ -438,13 +474,13 @@ def run_bench(
     return dict(run.results, path=os.fspath(run.path))
 
 
-def _spawn(fn: Callable[[Any], dict[str, Any]], arg: Any) -> dict[str, Any]:
+def _spawn_job(job: BenchJob) -> JobResult:
     """Run one job in a fresh process (spawn: nothing inherited, so its peak RSS is its own) that ends with
-    this one, however this one ends; a worker that dies (out of memory, say) fails its row with the reason."""
+    this one, however this one ends; a worker that dies (out of memory, say) fails its rows with the reason."""
     try:
-        return spawn_call(fn, arg)
+        return spawn_call(run_job, job)
     except RuntimeError as e:
-        return {"error": first_line(e), "status": "failed", "reason": first_line(e)}
+        return JobResult(error=first_line(e))
 
 
 def _verify_engines(run: _Run, name: str, made: Artifacts) -> None:
@@ -458,5 +494,8 @@ def _verify_engines(run: _Run, name: str, made: Artifacts) -> None:
             out[prec.value] = {"status": "skipped", "reason": run.no_gpu_why or "no CUDA GPU here: the cross-check runs the engine"}
             continue
         run.say(f"{name}: the {prec.value} engine through Polygraphy and nin-export")
-        out[prec.value] = _spawn(crosscheck_job, os.fspath(path))
+        try:
+            out[prec.value] = spawn_call(crosscheck_job, os.fspath(path))
+        except RuntimeError as e:
+            out[prec.value] = {"status": "failed", "reason": first_line(e)}
     run.results["models"][name]["trt_crosscheck"] = out

@@ -31,7 +31,7 @@ from .power import (
     sources_for,
 )
 
-__all__ = ["BenchJob", "Workload", "JobEnergy", "run_job", "crosscheck_job"]
+__all__ = ["BenchJob", "Workload", "JobEnergy", "JobResult", "run_job", "crosscheck_job"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,20 @@ class BenchJob:
     energy: JobEnergy = field(default_factory=JobEnergy)
     streams: int = 1  # GPU runners: above 1, also throughput over this many streams (trtexec's --infStreams)
     jetson: bool = False  # unified memory: record the system-wide delta too
+
+
+@dataclass
+class JobResult:
+    """What a job sends back. ``batches``: per batch size, {"latency_ms", "energy", and "gpu_split" or
+    "multi_stream" where measured} or {"skipped" | "error": why}."""
+
+    batches: dict[int, dict[str, Any]] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)
+    outputs: np.ndarray | None = None  # on the reference inputs
+    settings: dict[str, Any] = field(default_factory=dict)  # the runtime's settings as it reports them
+    error: str | None = None  # the job failed: every row of it fails with this reason
+    traceback: str | None = None  # NIN_EXPORT_DEBUG only
+    finished: float | None = None
 
 
 def _rss_bytes() -> int:
@@ -145,30 +159,30 @@ def _reference_outputs(runner: Runner, job: BenchJob) -> np.ndarray:
     return runner.infer_batches(xs, max(1, min(32, max(job.work.batches)))).astype(np.float32)
 
 
-def run_job(job: BenchJob) -> dict[str, Any]:
-    """Returns {"batches": {b: {...}}, "memory": {...}, "outputs": array | None, "error": str | None}."""
-    out: dict[str, Any] = {"batches": {}, "memory": {}, "outputs": None, "error": None}
+def run_job(job: BenchJob) -> JobResult:
+    """Load the runner, time every batch, then the reference outputs and memory; a failure is the result's error."""
+    out = JobResult()
     sys_before, sys_loaded = _system_used_bytes(), None
     rss_before = _rss_bytes()
     power = _sampler(job)
     try:
         with get_runtime(job.runtime).factory(job.target) as runner:
-            out["memory"]["rss_after_load_bytes"] = _rss_bytes()
-            out["batches"] = _time_batches(runner, job, power)
-            out["settings"] = runner.settings()
+            out.memory["rss_after_load_bytes"] = _rss_bytes()
+            out.batches = _time_batches(runner, job, power)
+            out.settings = runner.settings()
             if job.work.reference_inputs:
-                out["outputs"] = _reference_outputs(runner, job)
-            out["memory"].update(runner.device_memory())
-            out["memory"].update(_device_memory_seen(power[0]))
+                out.outputs = _reference_outputs(runner, job)
+            out.memory.update(runner.device_memory())
+            out.memory.update(_device_memory_seen(power[0]))
             sys_loaded = _system_used_bytes()  # while the runner still holds its memory
     except Exception as e:  # noqa: BLE001  (reported as the row's failure reason, never a silent gap)
-        out["error"] = f"{type(e).__name__}: {first_line(e)}"
+        out.error = f"{type(e).__name__}: {first_line(e)}"
         if os.environ.get("NIN_EXPORT_DEBUG"):
-            out["traceback"] = traceback.format_exc()
-    out["memory"].update(rss_before_load_bytes=rss_before, peak_rss_bytes=_peak_rss_bytes())
+            out.traceback = traceback.format_exc()
+    out.memory.update(rss_before_load_bytes=rss_before, peak_rss_bytes=_peak_rss_bytes())
     if job.jetson and sys_before is not None and sys_loaded is not None:
-        out["memory"]["system_used_delta_bytes"] = sys_loaded - sys_before  # unified memory: what the job took
-    out["finished"] = time.time()
+        out.memory["system_used_delta_bytes"] = sys_loaded - sys_before  # unified memory: what the job took
+    out.finished = time.time()
     return out
 
 
