@@ -21,6 +21,7 @@ from .core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, DEFAU
 from .core.enums import Optimizer
 from .core.errors import NinExportError
 from .core.meta import ModelMeta
+from .core.parse import cap_threads
 from .evaluate import topk
 from .models import create_model, get_spec
 from .models.summary import check_memory
@@ -63,6 +64,12 @@ class TrainOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Optimizer) else v) for k, v in asdict(self).items()}
+
+    def cap_threads(self) -> list[str]:
+        """Cap ``threads`` at this machine's CPU count, refusing values below 1 (core.parse.cap_threads);
+        the notes say what was changed."""
+        self.threads, note = cap_threads(self.threads)
+        return [note] if note else []
 
 
 def _check(opts: TrainOptions) -> tuple[Optimizer, float]:

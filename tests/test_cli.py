@@ -60,3 +60,62 @@ def test_bad_inputs_are_one_line(cli_run, tmp_path):
     assert_one_line_error(*cli_run("onnx", "--input-size", "axb", "-o", tmp_path)[::2], "bad input size")
     assert_one_line_error(*cli_run("onnx", "--num-classes", "0", "-o", tmp_path)[::2], "num-classes")
     assert not list(tmp_path.glob("*.onnx.*")), "half-written files left behind"
+
+
+def test_option_groups_parse_into_the_library_dataclasses():
+    from nin_export.cli.options import BUILD, CONVERT, TIMING
+    from nin_export.cli.trt import PRECISION, trt_cmd
+    from nin_export.core.defaults import DEFAULT_CACHE_DIR
+    from nin_export.core.enums import CalibMethod, Precision
+    from nin_export.runners.timing import TimingOptions
+    from nin_export.trt import BuildOptions, TrtFlavour
+
+    args = ["m.onnx", "--int8", "--calib-count", "50", "--calib-method", "entropy", "--batch", "1:2:4", "--target", "SM86"]
+    with trt_cmd.make_context("trt", args + ["--backend", "tensorrt-rtx"]) as ctx:
+        kw = dict(ctx.params)
+        assert PRECISION.parse(kw) is Precision.INT8
+        build = BUILD.parse(kw)
+        q = CONVERT.parse(kw, Precision.INT8)
+        assert set(kw) == {"onnx_path", "output"}  # every group took its own
+    assert build == BuildOptions(flavour=TrtFlavour.TENSORRT_RTX, batch=(1, 2, 4), targets=("SM86",))
+    assert (q.calib_count, q.calib_method, q.cache_dir) == (50, CalibMethod.ENTROPY, DEFAULT_CACHE_DIR)
+    assert [o.attrs["default"] for o in TIMING.options] == list(vars(TimingOptions()).values())
+
+
+def test_engine_info_round_trips_a_sidecar():
+    import copy
+
+    from nin_export.core._io import check_schema
+    from nin_export.core.enums import Precision
+    from nin_export.trt import EngineInfo, TrtFlavour
+
+    side = {
+        "schema": "nin-export/engine/1",
+        "engine": "m.engine",
+        "bytes": 10,
+        "sha256": "0" * 64,
+        "flavour": "tensorrt-rtx",
+        "trt_version": "1.2",
+        "gpu": None,
+        "targets": ["SM86"],
+        "precision": "fp16",
+        "precision_path": "graph (strongly typed network)",
+        "strongly_typed": True,
+        "profiles": [{"input": {"min": [1, 3, 32, 32], "opt": [2, 3, 32, 32], "max": [4, 3, 32, 32]}}],
+        "io": [
+            {"name": "input", "mode": "input", "dtype": "float", "shape": [-1, 3, 32, 32]},
+            {"name": "logits", "mode": "output", "dtype": "float", "shape": [-1, 10]},
+        ],
+        "source_onnx": {"file": "m.onnx", "sha256": "1" * 64, "bytes": 5},
+        "model": "nin-cifar10",
+        "model_metadata": {},
+        "build_seconds": 0.5,
+        "created": "2026-12-01T00:00:00+00:00",
+        "later_key": 1,  # a key this version does not know rides along
+    }
+    check_schema(side, "engine-sidecar", "test sidecar", "")
+    info = EngineInfo.from_dict(copy.deepcopy(side))
+    assert (info.flavour, info.precision, info.profile["input"]["max"]) == (TrtFlavour.TENSORRT_RTX, Precision.FP16, [4, 3, 32, 32])
+    assert info.to_dict() == side and info.workspace_mib is None
+    full = dict(side, workspace_mib=1024, producer="nin-export 0", builder_warnings=[], stream_capture_ready=True)
+    assert EngineInfo.from_dict(full).to_dict() == full

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .errors import InputSizeError, NinExportError
 
@@ -13,6 +13,7 @@ __all__ = [
     "parse_batch_profile",
     "parse_batch",
     "parse_batch_list",
+    "parse_choice_list",
     "batch_profile_for",
     "cap_threads",
 ]
@@ -115,3 +116,19 @@ def cap_threads(threads: int | None) -> tuple[int | None, str | None]:
     if threads > cpus:
         return cpus, f"--threads {threads} is more than this machine's {cpus} CPUs: using {cpus}"
     return threads, None
+
+
+def parse_choice_list(value: str, what: str, choices: Sequence[str], same: Callable[[str], str] = str) -> list[str]:
+    """'a,b' -> ['a', 'b'], every entry one of ``choices``. An entry given twice (or under two names ``same``
+    maps together, an alias beside its name) is refused: it would be measured once and look like a typo's
+    silent fix. ``what`` names the option in the message (--what)."""
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in choices]
+    if not items or bad:
+        raise NinExportError(f"bad --{what} '{value}': choose from {', '.join(choices)}, comma-separated")
+    seen: dict[str, str] = {}
+    for v in items:
+        if same(v) in seen:
+            raise NinExportError(f"bad --{what} '{value}': '{v}' is given twice (as '{seen[same(v)]}' too); name each once")
+        seen[same(v)] = v
+    return items

@@ -22,7 +22,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import onnx
@@ -69,6 +69,7 @@ from .sensitivity import Sensitivity, fidelity, keep_float_until, rank_layers, s
 __all__ = [
     "CalibMethod",
     "QuantizeOptions",
+    "quantize_options",
     "QuantizeResult",
     "quantize",
     "convert_fp16",
@@ -134,6 +135,48 @@ class QuantizeOptions:
                 bias="int32" if ort_cpu else "float",
             )
         return d
+
+
+def quantize_options(
+    precision: Precision,
+    *,
+    calib_data: str | None = None,
+    calib_method: str = CalibMethod.MINMAX.value,
+    calib_count: int = DEFAULT_CALIB_COUNT,
+    eval_count: int = DEFAULT_EVAL_COUNT,
+    calib_cache: str | None = None,
+    no_calib_cache: bool = False,
+    quantize_head: bool = False,
+    agreement_floor: float = DEFAULT_AGREEMENT_FLOOR,
+    exclude: Sequence[str] = (),
+    min_agreement: float | None = None,
+    quantizer: str = Quantizer.ORT.value,
+    float_dtype: str | None = None,
+    int8_target: str = Int8Target.TENSORRT.value,
+    keep_io_types: bool = True,
+    synthetic: bool = False,
+) -> QuantizeOptions:
+    """QuantizeOptions from the values a user types (the CLI's options, by name): enums by value, a cache
+    directory (``calib_cache``, default DEFAULT_CACHE_DIR) unless ``no_calib_cache``; both is refused."""
+    if no_calib_cache and calib_cache:
+        raise NinExportError("--calib-cache and --no-calib-cache contradict each other: pass one")
+    return QuantizeOptions(
+        precision,
+        keep_io_types=keep_io_types,
+        calib_data=calib_data,
+        calib_method=CalibMethod(calib_method),
+        calib_count=calib_count,
+        eval_count=eval_count,
+        allow_synthetic=synthetic,
+        quantize_head=quantize_head,
+        agreement_floor=agreement_floor,
+        cache_dir=None if no_calib_cache else (calib_cache or DEFAULT_CACHE_DIR),
+        exclude=list(exclude),
+        min_agreement=min_agreement,
+        quantizer=Quantizer(quantizer),
+        float_dtype=Precision(float_dtype) if float_dtype else None,
+        target=Int8Target(int8_target),
+    )
 
 
 @dataclass

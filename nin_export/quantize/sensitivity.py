@@ -8,6 +8,7 @@ quantization-noise ratio of the logits (SQNR, dB). Layers rank by agreement, the
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +19,18 @@ import onnx
 from ..core._io import atomic_path, check_outputs, write_json
 from ..core.errors import VerificationError
 
-__all__ = ["LayerSensitivity", "Sensitivity", "fidelity", "rank_layers", "keep_float_until", "write_sensitivity", "share"]
+__all__ = [
+    "LayerSensitivity",
+    "Sensitivity",
+    "fidelity",
+    "rank_layers",
+    "keep_float_until",
+    "write_sensitivity",
+    "share",
+    "SENSITIVITY_STEM",
+    "sensitivity_paths",
+    "sensitivity_outputs",
+]
 
 Progress = Callable[[str], None]
 Run = Callable[[onnx.ModelProto], np.ndarray]  # a graph's logits on the held-out images
@@ -180,9 +192,26 @@ def _chart(s: Sensitivity, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def write_sensitivity(s: Sensitivity, out_dir: Path, stem: str = "sensitivity") -> list[Path]:
+SENSITIVITY_STEM = "sensitivity"  # the files' name: sensitivity.json, .md and .png
+
+
+def sensitivity_paths(out_dir: Path, stem: str = SENSITIVITY_STEM) -> list[Path]:
+    """The JSON, Markdown and chart ``write_sensitivity`` writes under ``out_dir``."""
+    return [out_dir / f"{stem}.{ext}" for ext in ("json", "md", "png")]
+
+
+def sensitivity_outputs(src: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:
+    """Where the ranking of the model ``src`` goes: ``out_dir``, or <name>.sensitivity/ beside the model
+    (model.sim.onnx -> model.sim.sensitivity/); its files are checked writable, and not ``src``, before any work."""
+    src = Path(src)
+    out = Path(out_dir) if out_dir else src.with_name(src.name.removesuffix(".onnx") + ".sensitivity")
+    check_outputs(sensitivity_paths(out), [src])
+    return out
+
+
+def write_sensitivity(s: Sensitivity, out_dir: Path, stem: str = SENSITIVITY_STEM) -> list[Path]:
     """JSON, Markdown and a bar chart under ``out_dir``; each written whole or not at all."""
-    paths = [out_dir / f"{stem}.json", out_dir / f"{stem}.md", out_dir / f"{stem}.png"]
+    paths = sensitivity_paths(out_dir, stem)
     check_outputs(paths)
     write_json(paths[0], dict(s.to_dict(), schema="nin-export/sensitivity/1"))
     with atomic_path(paths[1], suffix=".md") as tmp:

@@ -8,7 +8,7 @@ re-exported here, so that importing the builder never pulls in the quantizer.
 from ._api import TrtFlavour, TrtModule, load_trt
 from .builder import BuildOptions, BuildResult, Profile, build_engine
 from .runner import TrtRunner
-from .sidecar import check_compatible, read_sidecar, sidecar_path
+from .sidecar import EngineInfo, check_compatible, read_engine_info, read_sidecar, sidecar_path
 
 __all__ = [
     "TrtFlavour",
@@ -19,6 +19,8 @@ __all__ = [
     "Profile",
     "build_engine",
     "read_sidecar",
+    "EngineInfo",
+    "read_engine_info",
     "sidecar_path",
     "check_compatible",
     "TrtRunner",

@@ -26,7 +26,7 @@ from ..core.meta import ModelMeta
 from ..core.onnx_utils import graph_precision, load_onnx, read_metadata
 from ..quantize.qdq import has_uint8_activations
 from ._api import TrtFlavour, TrtModule, load_trt, trt_dtype_name
-from .sidecar import SIDECAR_SCHEMA, current_gpu, sidecar_path
+from .sidecar import SIDECAR_SCHEMA, EngineInfo, current_gpu, sidecar_path
 
 __all__ = [
     "Profile",
@@ -83,6 +83,11 @@ class BuildResult:
     info: dict[str, Any]
     notes: list[str] = field(default_factory=list)  # warnings for the user
     steps: list[str] = field(default_factory=list)  # what was done on the way, for the user
+
+    @property
+    def engine_info(self) -> EngineInfo:
+        """``info`` (what the sidecar holds) as a typed record."""
+        return EngineInfo.from_dict(self.info)
 
 
 def _dims(vi: onnx.ValueInfoProto) -> list[int | None]:

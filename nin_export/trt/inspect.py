@@ -12,7 +12,7 @@ from ..core._io import sha256_file
 from ..core.errors import NinExportError
 from ._api import load_trt
 from .runner import PLAIN_PLAN_NOTE, TrtRunner, engine_validity
-from .sidecar import read_sidecar, sidecar_path
+from .sidecar import EngineInfo, read_engine_info, sidecar_path
 
 __all__ = ["describe_engine", "describe_plain_plan"]
 
@@ -44,12 +44,12 @@ def _live(path: Path) -> dict[str, Any]:
         return {"device_memory_bytes": r.device_memory_bytes(), "num_layers": engine.num_layers, "layers": layers[:200]}
 
 
-def describe_engine(path: str | os.PathLike) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str]:
-    """(sidecar, or None for a plain plan; live info or None; why not loaded)."""
+def describe_engine(path: str | os.PathLike) -> tuple[EngineInfo | None, dict[str, Any] | None, str]:
+    """(the sidecar, or None for a plain plan; live info or None; why not loaded)."""
     path = Path(path)
     if not path.is_file():
         raise NinExportError(f"engine '{path}' not found: build one with 'nin-export trt MODEL.onnx'")
-    side = read_sidecar(path) if sidecar_path(path).exists() else None
+    side = read_engine_info(path) if sidecar_path(path).exists() else None
     try:
         return side, _live(path), ""
     except NinExportError as e:
