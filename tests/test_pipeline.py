@@ -2,10 +2,11 @@
 
 import pytest
 
+from nin_export.bench.power import PowerOptions
 from nin_export.evaluate import evaluate
 from nin_export.export.exporter import export_model
 from nin_export.models import build_model, load_checkpoint
-from nin_export.pipeline import BenchSection, PipelineConfig, run_pipeline
+from nin_export.pipeline import BenchSection, BuildSection, PipelineConfig, run_pipeline
 from nin_export.quantize.ptq import QuantizeOptions
 from nin_export.runners.timing import TimingOptions
 from nin_export.train import TrainOptions, train
@@ -24,7 +25,13 @@ def tiny(out, calib_count=16):
         eval_limit=48,
         train=TrainOptions(epochs=1),
         quantize=QuantizeOptions(calib_count=calib_count, cache_dir=str(out / "calibration")),
-        bench=BenchSection(batches=[1], backends=["torch", "ort"], timing=TimingOptions(warmup_ms=5, min_iters=2, min_ms=5)),
+        build=BuildSection(engines=False),  # engines are the factory's and test_trt's: here, the stage cache
+        bench=BenchSection(
+            batches=[1],
+            backends=["torch", "ort"],
+            timing=TimingOptions(warmup_ms=5, min_iters=2, min_ms=5),
+            power=PowerOptions("none"),  # no idle power: 5 s per run
+        ),
     )
 
 
@@ -59,7 +66,7 @@ def test_pipeline_runs_skips_reruns_and_resumes(tmp_path):
     assert (tmp_path / "run" / "report" / "report.md").is_file()
     for name in ("nin-cifar10", "fc-cifar10"):
         acc = first["models"][name]["accuracy"]
-        for label in ("checkpoint", "onnx-fp32", "onnx-fp16", "onnx-int8"):
+        for label in ("checkpoint", "onnx-fp32", "onnx-fp16", "onnx-int8", "onnx-int8-ort-cpu"):
             assert 0 <= acc[label]["top1"] <= 1 and acc[label]["samples"] == 48
     assert "nin-cifar10/train" in first["ran"] and "bench" in first["ran"]
     md = (tmp_path / "run" / "report" / "report.md").read_text()
@@ -70,11 +77,12 @@ def test_pipeline_runs_skips_reruns_and_resumes(tmp_path):
 
     third = run_pipeline(tiny(tmp_path / "run", calib_count=24))  # only INT8 and what follows it
     assert set(third["ran"]) >= {"nin-cifar10/int8", "fc-cifar10/int8", "nin-cifar10/eval-onnx-int8", "bench", "report"}
+    assert "nin-cifar10/int8-ort-cpu" in third["ran"]  # the CPU rows' INT8 graph follows [quantize] too
     assert not {"nin-cifar10/train", "nin-cifar10/onnx", "nin-cifar10/fp16", "fc-cifar10/train"} & set(third["ran"])
 
-    failed = run_pipeline(tiny(tmp_path / "resume", calib_count=4))  # fails part-way, goes on where it can...
+    failed = run_pipeline(tiny(tmp_path / "run", calib_count=4))  # fails part-way, goes on where it can...
     assert "too few calibration images" in failed["failed"]["nin-cifar10/onnx-int8"]
-    assert "onnx-int8" not in failed["models"]["nin-cifar10"]["artifacts"]
-    resumed = run_pipeline(tiny(tmp_path / "resume", calib_count=16))  # ...and resumes after what was done
+    assert "onnx-int8" not in failed["models"]["nin-cifar10"]["artifacts"] and "bench" in failed["skipped"] + failed["ran"]
+    resumed = run_pipeline(tiny(tmp_path / "run", calib_count=16))  # ...and resumes after what was done
     assert "nin-cifar10/train" in resumed["skipped"] and "nin-cifar10/onnx" in resumed["skipped"]
-    assert "nin-cifar10/int8" in resumed["ran"]
+    assert "nin-cifar10/int8" in resumed["ran"] and resumed["failed"] == {}
