@@ -240,7 +240,7 @@ def test_trt_never_replaces_the_users_own_int8_graph(files, tmp_path):
 
 
 def test_fixed_batch_export_works_in_quantize_and_eval(tmp_path):
-    assert run_cli(["onnx", "--batch", "1", "-o", "out"], tmp_path).returncode == 0
+    assert run_cli(["onnx", "--batch", "1", "--input-size", "16", "-o", "out"], tmp_path).returncode == 0
     src = tmp_path / "out" / "nin-cifar10.sim.onnx"
     res = run_cli(["quantize", src, "--fp16", "--eval-count", "40"], tmp_path)
     assert res.returncode == 0, res.stderr

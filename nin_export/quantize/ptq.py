@@ -89,7 +89,7 @@ CACHE_VERSION = 1
 
 @dataclass
 class QuantizeOptions:
-    precision: Precision
+    precision: Precision = Precision.INT8  # a default so that a settings file's [quantize] can be this type
     keep_io_types: bool = True
     calib_data: str | None = None  # a source for open_source; FP16 uses it for the held-out check only
     calib_method: CalibMethod = CalibMethod.MINMAX
