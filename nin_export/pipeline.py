@@ -100,6 +100,16 @@ class PipelineConfig:
             )
         self.bench.power.check()
 
+    def override(self, *, epochs: int | None = None, weights: tuple[str | None, str | None] = (None, None), **top: Any) -> None:
+        """Settings given on the command line win over the file's: top-level keys (model, baseline, data, out_dir)
+        that are not None, the training epochs, and checkpoints for the model and its baseline."""
+        for key, val in top.items():
+            if val is not None:
+                setattr(self, key, val)
+        if epochs is not None:
+            self.train.epochs = epochs
+        self.weights = dict(self.weights, **{n: w for n, w in zip(self.models(), weights) if w})
+
     def quantize_options(self) -> QuantizeOptions:
         return dataclasses.replace(self.quantize, calib_data=self.data)
 

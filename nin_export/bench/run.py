@@ -27,7 +27,7 @@ from ..core.defaults import (
 from ..core.enums import Precision
 from ..core.envinfo import environment
 from ..core.errors import NinExportError, first_line
-from ..core.parse import batch_profile_for
+from ..core.parse import batch_profile_for, parse_batch_list, parse_choice_list
 from ..core.verify import Tolerance, compare
 from ..models import DEFAULT_MODEL, build_model, get_spec
 from ..models.summary import check_memory, summarize
@@ -39,7 +39,7 @@ from .power import PowerOptions
 from .results import new_results
 from .worker import BenchJob, JobEnergy, JobResult, Workload, crosscheck_job, run_job
 
-__all__ = ["BenchConfig", "run_bench", "DEFAULT_BATCHES", "engine_precision"]
+__all__ = ["BenchConfig", "run_bench", "DEFAULT_BATCHES", "engine_precision", "given_engines", "parse_bench_lists"]
 
 ProgressFn = Callable[[str, int, int], None]  # (row being measured, done, total)
 
@@ -101,6 +101,37 @@ class BenchConfig:
             "streams": self.streams,
             "verify_trt": self.verify_trt,
         }
+
+
+def given_engines(cfg: BenchConfig, engines: dict[str, list[str]]) -> list[str]:
+    """Engines made elsewhere (``{model: [paths]}``, one per precision), measured as they are: each one's
+    precision from its sidecar, or for a plain plan from its name (the note says so; notes are returned)."""
+    notes: list[str] = []
+    for name, paths in engines.items():
+        given = cfg.artifacts.setdefault(name, {})
+        for p in paths:
+            if not Path(p).is_file():
+                raise NinExportError(f"engine '{p}' not found")
+            prec, note = engine_precision(Path(p), name)
+            notes += [note] if note else []
+            label = ArtifactKey(ArtifactKind.ENGINE, prec).label
+            if label in given:
+                raise NinExportError(
+                    f"two {prec.value.upper()} engines of {name}: '{given[label]}' and '{p}'; give one engine per precision"
+                )
+            given[label] = p
+    return notes
+
+
+def parse_bench_lists(cfg: BenchConfig, backends: str | None, precisions: str | None, batches: str | None) -> None:
+    """--backends, --precisions and --batch as typed ('ort,trt', 'fp32,int8', '1,8'), into ``cfg``."""
+    if backends:
+        names = [r.alias for r in RUNTIMES] + [r.name for r in RUNTIMES]
+        cfg.runtimes = parse_choice_list(backends, "backends", names, same=lambda v: get_runtime(v).name)
+    if precisions:
+        cfg.precisions = [Precision(p) for p in parse_choice_list(precisions, "precisions", [p.value for p in Precision])]
+    if batches:
+        cfg.batches = parse_batch_list(batches)
 
 
 def _model_info(cfg: BenchConfig, name: str) -> dict[str, Any]:

@@ -1,6 +1,4 @@
-"""'bench' and 'report': measure NiN against its twin on every runtime, and render the results.
-
-The bench options are as they were; BenchConfig's construction moves to the library when bench is reworked."""
+"""'bench' and 'report': measure NiN against its twin on every runtime, and render the results."""
 
 from __future__ import annotations
 
@@ -12,84 +10,12 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from ..core.defaults import DEFAULT_BATCHES, DEFAULT_DATA, DEFAULT_IDLE_S, DEFAULT_IDLE_SETTLE_S, DEFAULT_MODEL
-from ..core.enums import Precision
-from ..core.errors import NinExportError
+from ..core.defaults import DEFAULT_BATCHES, DEFAULT_DATA, DEFAULT_MODEL
 from ..core.parse import cap_threads
-from ..runners.timing import TimingOptions
-from ..runtimes import RUNTIMES, get_runtime, runtime_help
+from ..runtimes import runtime_help
 from ._app import console, err_console, progress_bar, warn
-from .options import TIMING
+from .options import POWER, TIMING
 from .render import print_report
-
-
-def _given_engines(cfg: Any, engines: tuple[str, ...], baseline_engines: tuple[str, ...]) -> None:
-    from ..bench.run import engine_precision
-
-    for (name, _), paths in zip(cfg.pair(), (engines, baseline_engines)):
-        for p in paths:
-            if not Path(p).is_file():
-                raise NinExportError(f"engine '{p}' not found")
-            prec, note = engine_precision(Path(p), name)
-            if note:
-                warn([note])
-            given = cfg.artifacts.setdefault(name, {})
-            if f"engine-{prec.value}" in given:
-                raise NinExportError(
-                    f"two {prec.value.upper()} engines of {name}: '{given[f'engine-{prec.value}']}' and '{p}'; "
-                    f"give one engine per precision"
-                )
-            given[f"engine-{prec.value}"] = p
-
-
-def _bench_config(
-    model: str,
-    baseline: str | None,
-    backends: str | None,
-    precisions: str | None,
-    batches: str | None,
-    threads: int | None,
-    timing: TimingOptions,
-    data: str,
-    weights: str | None,
-    baseline_weights: str | None,
-    output_dir: str,
-    engines: tuple[str, ...] = (),
-    baseline_engines: tuple[str, ...] = (),
-    power: str = "auto",
-    idle_s: float = DEFAULT_IDLE_S,
-    cuda_graph: bool = False,
-    streams: int = 1,
-    verify_trt: bool = False,
-):
-    from ..bench.power import PowerOptions
-    from ..bench.run import BenchConfig
-    from ..core.parse import parse_batch_list, parse_choice_list
-
-    cfg = BenchConfig(
-        model=model,
-        baseline=baseline,
-        out_dir=output_dir,
-        threads=threads,
-        timing=timing,
-        data=None if data.lower() == "none" else data,
-        power=PowerOptions(source=power, idle_s=idle_s),
-        cuda_graph=cuda_graph,
-        streams=streams,
-        verify_trt=verify_trt,
-    )
-    if backends:
-        names = [r.alias for r in RUNTIMES] + [r.name for r in RUNTIMES]
-        cfg.runtimes = parse_choice_list(backends, "backends", names, same=lambda v: get_runtime(v).name)
-    if precisions:
-        cfg.precisions = [Precision(p) for p in parse_choice_list(precisions, "precisions", [p.value for p in Precision])]
-    if batches:
-        cfg.batches = parse_batch_list(batches)
-    cfg.threads, note = cap_threads(threads)
-    warn([note] if note else [])
-    cfg.weights = {n: w for (n, _), w in zip(cfg.pair(), (weights, baseline_weights)) if w}
-    _given_engines(cfg, engines, baseline_engines)
-    return cfg
 
 
 @click.command("bench")
@@ -104,22 +30,7 @@ def _bench_config(
     "--threads", type=int, default=None, help="CPU threads for the CPU runtimes: torch, onnxruntime, OpenVINO (default: theirs)."
 )
 @TIMING
-@click.option(
-    "--power",
-    type=click.Choice(["auto", "none", "ina3221", "tegrastats", "nvml", "rapl"]),
-    default="auto",
-    show_default=True,
-    help="Power source for energy per image: Jetson INA3221 sysfs or tegrastats, NVML (desktop GPUs), RAPL (x86); "
-    "auto takes the first this machine has.",
-)
-@click.option(
-    "--idle-s",
-    type=float,
-    default=DEFAULT_IDLE_S,
-    show_default=True,
-    help=f"Idle power is sampled this long (1..60 s; 0: not measured), once before any work, after "
-    f"{DEFAULT_IDLE_SETTLE_S:g} s with nothing running.",
-)
+@POWER
 @click.option(
     "--cuda-graph",
     is_flag=True,
@@ -175,9 +86,28 @@ def bench_cmd(report: bool, **kw: Any) -> None:
       nin-export bench --model nin-imagenet --baseline fc-imagenet --backends torch,ort,trt --batch 1,16
       nin-export bench --precisions fp32,int8 --threads 2 --min-ms 1000 -o bench/quick
     """
-    from ..bench.run import run_bench
+    from ..bench.run import BenchConfig, given_engines, parse_bench_lists, run_bench
 
-    cfg = _bench_config(timing=TIMING.parse(kw), **kw)
+    timing, power = TIMING.parse(kw), POWER.parse(kw)
+    data = kw.pop("data")
+    cfg = BenchConfig(
+        model=kw.pop("model"),
+        baseline=kw.pop("baseline"),
+        out_dir=kw.pop("output_dir"),
+        threads=kw.pop("threads"),
+        timing=timing,
+        power=power,
+        data=None if data.lower() == "none" else data,
+        cuda_graph=kw.pop("cuda_graph"),
+        streams=kw.pop("streams"),
+        verify_trt=kw.pop("verify_trt"),
+    )
+    parse_bench_lists(cfg, kw.pop("backends"), kw.pop("precisions"), kw.pop("batches"))
+    cfg.threads, note = cap_threads(cfg.threads)
+    names = [n for n, _ in cfg.pair()]
+    cfg.weights = {n: w for n, w in zip(names, (kw.pop("weights"), kw.pop("baseline_weights"))) if w}
+    warn([note] if note else [])
+    warn(given_engines(cfg, dict(zip(names, (list(kw.pop("engines")), list(kw.pop("baseline_engines")))))))
     with progress_bar() as bar:
         task = bar.add_task("starting", total=None)
         try:

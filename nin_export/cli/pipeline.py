@@ -1,5 +1,4 @@
-"""'pipeline': every step for a NiN and its twin, resumable. Its options are as they were; PipelineConfig's
-construction from them moves to the library when the pipeline is reworked."""
+"""'pipeline': every step for a NiN and its twin, resumable; options given here override the settings file."""
 
 from __future__ import annotations
 
@@ -48,13 +47,8 @@ def pipeline_cmd(model, baseline, data, weights, baseline_weights, epochs, confi
     from ..pipeline import PipelineConfig, load_config, run_pipeline
 
     cfg = load_config(config_file) if config_file else PipelineConfig()
-    for key, val in (("model", model), ("baseline", baseline), ("data", data), ("out_dir", output_dir)):
-        if val is not None:
-            setattr(cfg, key, val)
-    if epochs is not None:
-        cfg.train.epochs = epochs
+    cfg.override(model=model, baseline=baseline, data=data, out_dir=output_dir, epochs=epochs, weights=(weights, baseline_weights))
     names = cfg.models()
-    cfg.weights = dict(cfg.weights, **{n: w for n, w in zip(names, (weights, baseline_weights)) if w})
     summary = run_pipeline(cfg, progress=progress)
     table = Table(title=f"{names[0]} vs {names[1]}: accuracy of every artifact on held-out {escape(cfg.data)}")
     for col in ("model", "artifact", "top-1", "size"):

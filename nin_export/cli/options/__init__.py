@@ -36,6 +36,7 @@ from .model import (
     ModelArgs,
     TrainArgs,
 )
+from .power import POWER, PowerArgs
 from .timing import TIMING, TimingArgs
 
 __all__ = [
@@ -70,4 +71,6 @@ __all__ = [
     "BUILD",
     "TimingArgs",
     "TIMING",
+    "PowerArgs",
+    "POWER",
 ]

@@ -18,6 +18,7 @@ from ...core.defaults import (
 )
 from ...core.enums import CalibMethod, Int8Target, Precision, Quantizer
 from ...core.errors import NinExportError
+from ...core.precision import PRECISIONS
 from ...trt import BuildOptions, TrtFlavour
 from ._base import Group, opt
 
@@ -40,8 +41,10 @@ class PrecisionArgs(Group):
 
 
 def precision_flags(**helps: str) -> PrecisionArgs:
-    """The flags of the precisions in ``helps`` (fp32=..., fp16=..., int8=...), each with its help."""
-    return PrecisionArgs(*(opt(f"--{p.value}", is_flag=True, help=helps[p.value]) for p in Precision if p.value in helps))
+    """The flags (from the precision table) of the precisions in ``helps`` (fp32=..., fp16=..., int8=...), each
+    with this command's help."""
+    rows = [info for p, info in PRECISIONS.items() if p.value in helps]
+    return PrecisionArgs(*(opt(info.flag, is_flag=True, help=helps[info.name]) for info in rows))
 
 
 class QuantizeArgs(Group):
