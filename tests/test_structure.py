@@ -180,3 +180,22 @@ def test_cli_start_up_imports_no_torch():
     code = "import sys, nin_export.cli; print(sorted({'torch', 'onnxruntime', 'onnxsim', 'matplotlib'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_one_table_of_precisions():
+    """Every precision has its row, every converter the table names exists, the schema knows every precision,
+    and the CLI's precision flags are the table's."""
+    import json
+
+    from nin_export.core.enums import Precision
+    from nin_export.core.precision import PRECISIONS
+    from nin_export.quantize.ptq import CONVERTERS
+
+    assert list(PRECISIONS) == list(Precision)
+    assert {i.converter for i in PRECISIONS.values()} - {None} == set(CONVERTERS)
+    assert len({i.marker for i in PRECISIONS.values()}) == len(PRECISIONS) == len({i.flag for i in PRECISIONS.values()})
+    schema = json.loads((PKG / "schemas" / "bench-result.schema.json").read_text())
+    assert set(schema["properties"]["rows"]["items"]["properties"]["precision"]["enum"]) == {p.value for p in Precision}
+    from nin_export.cli.trt import PRECISION
+
+    assert set(PRECISION.names) == {i.flag.lstrip("-") for i in PRECISIONS.values()}

@@ -50,6 +50,7 @@ from ..core.onnx_utils import (
     set_metadata,
     toposort,
 )
+from ..core.precision import precision_info
 from ..core.verify import Agreement, Tolerance, compare, tolerance_for
 from ..runners.onnxrt import OrtRunner
 from .qdq import (
@@ -558,7 +559,14 @@ def _plan(job: _Job) -> _Int8Plan:
     return _Int8Plan(job, model, calib, [] if quantize_head else head_nodes(model))
 
 
-def _int8_graph(job: _Job) -> onnx.ModelProto:
+def fp16_graph(job: _Job) -> onnx.ModelProto:
+    """The precision table's FP16 converter: float16 compute, float32 I/O unless told otherwise."""
+    keep = job.options.keep_io_types
+    job.say("converting to float16" + (" (float32 inputs/outputs kept)" if keep else ""))
+    return convert_fp16(job.model, keep)
+
+
+def int8_graph(job: _Job) -> onnx.ModelProto:
     """The INT8 graph: every quantizable layer but the head, --exclude's and what --min-agreement keeps float."""
     plan, o, say = _plan(job), job.options, job.say
     chosen = match_nodes(plan.model, o.exclude)
@@ -576,6 +584,10 @@ def _int8_graph(job: _Job) -> onnx.ModelProto:
     job.result.float_layers = [{"node": n, "op": ops[n], "why": why} for n, why in floats.items()]
     job.result.excluded_nodes = plan.head + list(floats)
     return graph
+
+
+# The converters the precision table names (core.precision: PrecisionInfo.converter), by name
+CONVERTERS: dict[str, Callable[[_Job], onnx.ModelProto]] = {f.__name__: f for f in (fp16_graph, int8_graph)}
 
 
 def _keep_float_for(job: _Job, plan: _Int8Plan, graph: onnx.ModelProto, floats: dict[str, str]) -> onnx.ModelProto:
@@ -666,11 +678,7 @@ def quantize(
     prec = options.precision
     job = _prepare(src, model, options, Path(output) if output else default_output(src, prec), say)
     result = job.result
-    if prec is Precision.FP16:
-        say("converting to float16" + (" (float32 inputs/outputs kept)" if options.keep_io_types else ""))
-        out_model = convert_fp16(model, options.keep_io_types)
-    else:
-        out_model = _int8_graph(job)
+    out_model = CONVERTERS[precision_info(prec).converter or ""](job)
     set_metadata(out_model, {"precision": prec.value, "parent_onnx": src.name})
     if prec is Precision.INT8:
         set_metadata(out_model, {"int8_target": options.target.value, "quantizer": options.quantizer.value})
