@@ -11,7 +11,6 @@ from rich.markup import escape
 
 from ..core.defaults import DEFAULT_ONNX_DIR
 from ..core.enums import Precision
-from ..core.errors import NinExportError
 from ._app import console, progress
 from .options import BUILD, CONVERSION, CONVERT, INT8_ONLY, OUTPUT_FILE, given, precision_flags, refuse_unused
 from .render import print_build
@@ -24,21 +23,11 @@ PRECISION = precision_flags(
 
 
 def _newest_onnx() -> str:
-    """No path given: the newest FP32 ONNX in the default output directory's manifest, as after 'nin-export onnx'."""
-    from ..core.manifest import MANIFEST_NAME, newest_fp32_onnx
+    """No path given: the newest FP32 ONNX in the default output directory's manifest, and said."""
+    from ..core.manifest import MANIFEST_NAME, default_onnx
 
-    d = Path(DEFAULT_ONNX_DIR)
-    if not (d / MANIFEST_NAME).is_file():
-        raise NinExportError(
-            f"no MODEL.onnx given, and no {d / MANIFEST_NAME} to take the newest FP32 ONNX from: run 'nin-export onnx' "
-            f"first, or give the path"
-        )
-    found = newest_fp32_onnx(d)
-    if found is None:
-        raise NinExportError(
-            f"no MODEL.onnx given, and {d / MANIFEST_NAME} records no FP32 ONNX that is still there: give the path"
-        )
-    console.print(escape(f"using {found} (the newest FP32 ONNX in {d / MANIFEST_NAME})"))
+    found = default_onnx(DEFAULT_ONNX_DIR)
+    console.print(escape(f"using {found} (the newest FP32 ONNX in {Path(DEFAULT_ONNX_DIR) / MANIFEST_NAME})"))
     return os.fspath(found)
 
 

@@ -15,6 +15,7 @@ from .errors import NinExportError
 
 __all__ = [
     "MANIFEST_NAME",
+    "default_onnx",
     "tool_versions",
     "record_artifact",
     "read_manifest",
@@ -137,3 +138,20 @@ def newest_fp32_onnx(directory: str | os.PathLike) -> Path | None:
         if e.get("precision") == "fp32" and e.get("kind") in ("onnx", "onnx-simplified") and (d / name).is_file()
     ]
     return d / max(found)[2] if found else None
+
+
+def default_onnx(directory: str | os.PathLike) -> Path:
+    """What 'trt' builds when given no path: the newest FP32 ONNX in ``directory``'s manifest (as just written
+    by 'nin-export onnx'), or NinExportError saying there is none and what to do."""
+    d = Path(directory)
+    if not (d / MANIFEST_NAME).is_file():
+        raise NinExportError(
+            f"no MODEL.onnx given, and no {d / MANIFEST_NAME} to take the newest FP32 ONNX from: run 'nin-export onnx' "
+            f"first, or give the path"
+        )
+    found = newest_fp32_onnx(d)
+    if found is None:
+        raise NinExportError(
+            f"no MODEL.onnx given, and {d / MANIFEST_NAME} records no FP32 ONNX that is still there: give the path"
+        )
+    return found
