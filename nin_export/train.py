@@ -7,7 +7,7 @@ import copy
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,10 +20,9 @@ from .core.data import DataError, DataSource, Preprocess, Samples, open_source
 from .core.defaults import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_PATIENCE, HEAD_BIAS
 from .core.enums import Optimizer
 from .core.errors import NinExportError
-from .core.meta import ModelMeta
 from .core.parse import cap_threads
 from .evaluate import topk
-from .models import create_model, get_spec
+from .models import Classifier, create_model, get_spec
 from .models.summary import check_memory
 from .runners.torch_runner import resolve_device
 
@@ -97,7 +96,8 @@ def _data(name: str, data: str, opts: TrainOptions) -> tuple[DataSource, Preproc
     """The source, its preprocessing for the model, its classes, and the model's shape options."""
     shape_kw = {"in_channels": opts.in_channels, "input_size": opts.input_size, "fc_width": opts.fc_width}
     probe = create_model(name, num_classes=opts.num_classes or 2, **shape_kw)
-    pre = Preprocess.for_spec(get_spec(name), probe.config["in_channels"], probe.config["input_size"])
+    c, h, w = probe.input_shape
+    pre = Preprocess.for_spec(probe.spec, c, (h, w))
     source = open_source(data, pre)
     if not source.classes or len(source.classes) < 2:
         raise DataError(
@@ -109,7 +109,7 @@ def _data(name: str, data: str, opts: TrainOptions) -> tuple[DataSource, Preproc
     return source, pre, list(source.classes), shape_kw
 
 
-def _build(name: str, opts: TrainOptions, n_classes: int, shape_kw: dict[str, Any]) -> nn.Module:
+def _build(name: str, opts: TrainOptions, n_classes: int, shape_kw: dict[str, Any]) -> Classifier:
     recipe_kw: dict[str, Any] = {"dropout": opts.dropout}
     if get_spec(name).head == "gap":  # the final conv + ReLU before GAP: see models.nin.init_weights
         recipe_kw["head_bias"] = HEAD_BIAS if opts.head_bias is None else opts.head_bias
@@ -156,6 +156,7 @@ class _Loop:
         self, model: nn.Module, optimizer: Optimizer, lr: float, opts: TrainOptions, n_fit: int, device: torch.device
     ) -> None:
         self.model, self.opts, self.device = model, opts, device
+        self.opt: torch.optim.Optimizer
         if optimizer is Optimizer.SGD:
             self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=opts.weight_decay)
         else:
@@ -210,15 +211,15 @@ def _fit(
     """Train; with ``patience``, stop on a validation plateau and restore the best epoch's weights.
     Returns the history and the epoch whose weights the model holds."""
     # channels_last: oneDNN's fast convolution layout on CPUs (1.5x for these nets here), NHWC tensor cores on GPUs
-    model.to(memory_format=torch.channels_last)
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs of Module.to omit memory_format
     loop = _Loop(model, optimizer, lr, opts, len(fit.x), device)
     xf = torch.from_numpy(fit.x).to(device).contiguous(memory_format=torch.channels_last)
-    yf = torch.from_numpy(fit.y).to(device)
+    yf = torch.from_numpy(fit.labels).to(device)
     history: list[dict[str, Any]] = []
     best, best_epoch, best_state = -1.0, 0, None
     for epoch in range(1, opts.epochs + 1):
         loss = loop.epoch(xf, yf, epoch, say)
-        val_acc = _accuracy(model, val.x, val.y)[0]
+        val_acc = _accuracy(model, val.x, val.labels)[0]
         history.append({"epoch": epoch, "train_loss": loss, "val_top1": val_acc})
         if on_epoch is not None:
             on_epoch(dict(history[-1], epochs=opts.epochs))
@@ -254,7 +255,7 @@ def train(
         torch.set_num_threads(opts.threads)
     source, pre, classes, shape_kw = _data(name, data, opts)
     model = _build(name, opts, len(classes), shape_kw)
-    c, (h, w) = model.config["in_channels"], model.config["input_size"]
+    c, h, w = model.input_shape
     if device.type == "cpu":  # GPU memory is the GPU's to refuse; out of it, the CLI names --batch-size
         check_memory(model, (c, h, w), opts.batch_size, "--batch-size (or --input-size)", training=True)
     say("loading images", 0, 1)
@@ -262,19 +263,11 @@ def train(
     t0 = time.perf_counter()
     model.to(device)
     history, kept = _fit(model, fit, val, optimizer, lr, opts, device, say, on_epoch)
-    test_top1, test_top5 = _accuracy(model, test.x, test.y)
-    model.cpu().to(memory_format=torch.contiguous_format)
+    test_top1, test_top5 = _accuracy(model, test.x, test.labels)
+    model.cpu().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # as in _fit
     cfg = model.config
-    meta = ModelMeta(
-        model=name,
-        num_classes=cfg["num_classes"],
-        in_channels=cfg["in_channels"],
-        input_size=tuple(cfg["input_size"]),
-        fc_width=cfg.get("fc_width"),
-        mean=pre.mean,
-        std=pre.std,
-        crop_pct=pre.crop_pct,
-        head=model.spec.head,
+    meta = replace(
+        model.meta,  # name, classes, channels, input size, fc_width, normalization (pre's), head
         classes=classes,
         dataset=source.name,
         accuracy={"val_top1": history[kept - 1]["val_top1"], "test_top1": test_top1, "test_top5": test_top5},

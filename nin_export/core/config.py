@@ -44,8 +44,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             except FileFormatError:
                 continue
         raise FileFormatError(f"{where} is {value!r}, expected {_describe(tp)}")
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where)  # type: ignore[arg-type]  (tp is a dataclass type here, not an instance)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a type hint: a dataclass type, never an instance
+        return from_dict(tp, value, where)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
             return tp(value)

@@ -22,7 +22,7 @@ import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -49,6 +49,21 @@ class DataError(NinExportError):
     """Unusable calibration or evaluation data."""
 
 
+class ModelDefaults(Protocol):
+    """What preprocessing needs of a registered model's spec (``models.ModelSpec`` is one)."""
+
+    @property
+    def in_channels(self) -> int: ...
+    @property
+    def input_size(self) -> tuple[int, int]: ...
+    @property
+    def mean(self) -> tuple[float, ...]: ...
+    @property
+    def std(self) -> tuple[float, ...]: ...
+    @property
+    def crop_pct(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """Resize (shorter side to size / crop_pct), center-crop, channels, [0, 1], (x - mean) / std."""
@@ -60,14 +75,15 @@ class Preprocess:
     crop_pct: float = 1.0
 
     @classmethod
-    def for_spec(cls, spec: Any, in_channels: int, input_size: Sequence[int]) -> "Preprocess":
+    def for_spec(cls, spec: ModelDefaults, in_channels: int, input_size: Sequence[int]) -> "Preprocess":
         """A registered model's preprocessing at the channels and size it was built with: the spec's
         per-channel mean/std, or their average repeated when the channel count differs."""
 
         def per_channel(v: tuple[float, ...]) -> tuple[float, ...]:
             return tuple(v) if in_channels == len(v) else (float(np.mean(v)),) * in_channels
 
-        return cls(tuple(input_size), in_channels, per_channel(spec.mean), per_channel(spec.std), spec.crop_pct)
+        h, w = input_size
+        return cls((h, w), in_channels, per_channel(spec.mean), per_channel(spec.std), spec.crop_pct)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -96,11 +112,11 @@ class Preprocess:
             scale = 255.0
         if self.crop_pct < 1.0:
             ratio = max(h, w) / self.crop_pct / min(img.size)
-            img = img.resize((max(w, round(img.size[0] * ratio)), max(h, round(img.size[1] * ratio))), Image.BILINEAR)
+            img = img.resize((max(w, round(img.size[0] * ratio)), max(h, round(img.size[1] * ratio))), Image.Resampling.BILINEAR)
             left, top = (img.size[0] - w) // 2, (img.size[1] - h) // 2
             img = img.crop((left, top, left + w, top + h))
         else:
-            img = img.resize((w, h), Image.BILINEAR)
+            img = img.resize((w, h), Image.Resampling.BILINEAR)
         arr = np.asarray(img, np.float32) / scale
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         if arr.shape[0] != self.in_channels:  # e.g. a 1-channel image for a 4-channel model
@@ -130,6 +146,13 @@ class Samples:
     converted: dict[str, int] = field(default_factory=dict)  # "L->RGB" -> count
     scaled: str | None = None  # integer arrays: how their values became inputs
 
+    @property
+    def labels(self) -> np.ndarray:
+        """``y``, for samples of a source with classes (which always carries labels)."""
+        if self.y is None:
+            raise DataError("these images carry no class labels: give one sub-directory per class, or an .npz with labels")
+        return self.y
+
     def notes(self) -> list[str]:
         out = [f"skipped {n} {why}" for why, n in self.skipped.items() if n]
         out += [self.scaled] if self.scaled else []
@@ -148,6 +171,9 @@ def split_indices(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[np
     return perm[n_test:], perm[:n_test]
 
 
+Indices = Sequence[int] | np.ndarray  # positions in a source: a list, or an index array from ``split``
+
+
 class DataSource:
     """A finite, indexable set of samples; ``load`` preprocesses only what is asked for."""
 
@@ -162,7 +188,7 @@ class DataSource:
         """Identifies the data (not the preprocessing) for cache keys."""
         raise NotImplementedError
 
-    def load(self, indices: Sequence[int]) -> Samples:
+    def load(self, indices: Indices) -> Samples:
         raise NotImplementedError
 
     def split(self, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -190,7 +216,7 @@ class ImageFolder(DataSource):
             h.update(f"{p.relative_to(self.root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return h.hexdigest()
 
-    def load(self, indices: Sequence[int]) -> Samples:
+    def load(self, indices: Indices) -> Samples:
         from PIL import Image, UnidentifiedImageError
 
         want = "RGB" if self.pre.in_channels == 3 else "L"
@@ -269,7 +295,7 @@ class ArrayFile(DataSource):
     def fingerprint(self) -> str:
         return hashlib.sha256(np.ascontiguousarray(self.x).tobytes()).hexdigest()
 
-    def load(self, indices: Sequence[int]) -> Samples:
+    def load(self, indices: Indices) -> Samples:
         idx = np.asarray(indices, np.int64)
         x = self.x[idx]
         if self.scaled is not None:  # integer pixels: to [0, 1] by their range, then the model's normalization
@@ -302,7 +328,7 @@ class Digits(DataSource):
     def fingerprint(self) -> str:
         return "sklearn-digits:" + hashlib.sha256(self.images.tobytes()).hexdigest()[:16]
 
-    def load(self, indices: Sequence[int]) -> Samples:
+    def load(self, indices: Indices) -> Samples:
         from PIL import Image
 
         idx = np.asarray(indices, np.int64)
@@ -327,7 +353,7 @@ class Synthetic(DataSource):
     def fingerprint(self) -> str:
         return f"synthetic:{self.n}:{self.seed}"
 
-    def load(self, indices: Sequence[int]) -> Samples:
+    def load(self, indices: Indices) -> Samples:
         rng = np.random.default_rng(self.seed)
         full = rng.standard_normal((self.n, *self.pre.shape)).astype(np.float32) if self.n * np.prod(self.pre.shape) < 5e8 else None
         if full is not None:

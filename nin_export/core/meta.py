@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .data import Preprocess
+from .data import ModelDefaults, Preprocess
 from .errors import FileFormatError
 
 __all__ = ["ModelMeta"]
@@ -130,7 +130,7 @@ class ModelMeta:
         out.update(self.extra)
         return out
 
-    def preprocess(self, spec: Any = None) -> Preprocess:
+    def preprocess(self, spec: ModelDefaults | None = None) -> Preprocess:
         """The preprocessing this model expects. Fields not recorded (a plain state_dict, an older file)
         come from the registered model's ``spec``; without one they must all be recorded."""
         if spec is not None:
@@ -138,18 +138,13 @@ class ModelMeta:
             hw = self.input_size or spec.input_size
             pre = Preprocess.for_spec(spec, c, hw)
             if self.mean and self.std and len(self.mean) == c:
-                pre = Preprocess(tuple(hw), c, self.mean, self.std, self.crop_pct or pre.crop_pct)
+                pre = Preprocess(hw, c, self.mean, self.std, self.crop_pct or pre.crop_pct)
             return pre
-        missing = [k for k in ("input_size", "in_channels", "mean", "std") if getattr(self, k) is None]
-        if missing:
+        size, channels, mean, std = self.input_size, self.in_channels, self.mean, self.std
+        if size is None or channels is None or mean is None or std is None:
+            missing = [k for k in ("input_size", "in_channels", "mean", "std") if getattr(self, k) is None]
             raise FileFormatError(
                 f"the model carries no preprocessing metadata ({', '.join(missing)} missing): "
                 f"export it with 'nin-export onnx', or give data already in model layout (.npy)"
             )
-        return Preprocess(
-            tuple(self.input_size),
-            int(self.in_channels),
-            tuple(self.mean),
-            tuple(self.std),  # type: ignore[arg-type]
-            float(self.crop_pct or 1.0),
-        )
+        return Preprocess(size, channels, mean, std, float(self.crop_pct or 1.0))

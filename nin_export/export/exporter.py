@@ -8,9 +8,9 @@ import inspect
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import onnx
 import torch
@@ -18,7 +18,6 @@ from torch import nn
 
 from .. import __version__
 from ..core._io import atomic_path, check_outputs, ensure_dir, sha256_file, temp_dir
-from ..core.data import Preprocess
 from ..core.defaults import DYNAMO_OPSET, TORCHSCRIPT_OPSET
 from ..core.enums import Exporter
 from ..core.errors import BackendUnavailableError, InputSizeError, NinExportError, OnnxFileError, VerificationError, first_line
@@ -26,6 +25,7 @@ from ..core.manifest import MANIFEST_NAME, check_manifest, record_artifact
 from ..core.meta import ModelMeta
 from ..core.onnx_utils import count_nodes, load_onnx, opset_of, set_metadata
 from ..core.verify import FP32_TOLERANCE, Agreement, Tolerance, compare, random_inputs
+from ..models import Classifier
 from ..models.summary import check_memory, summarize
 from ..runners.onnxrt import OrtRunner
 from ..runners.torch_runner import TorchRunner
@@ -113,28 +113,15 @@ class ExportResult:
 
 
 def model_metadata(
-    model: nn.Module, name: str, weights: str | os.PathLike | None, batch: int | None, dynamic_hw: bool
+    model: Classifier, name: str, weights: str | os.PathLike | None, batch: int | None, dynamic_hw: bool
 ) -> ModelMeta:
-    """What a consumer of the ONNX needs: model, classes, input shape and layout, normalization, size."""
-    spec = model.spec
-    cfg = model.config
-    c, (h, w) = cfg["in_channels"], cfg["input_size"]
+    """What a consumer of the ONNX needs: the model's record (classes, input shape, normalization, and what
+    its checkpoint said: class names, dataset, accuracy), with its weights, size, layout and batch."""
+    c, h, w = model.input_shape
     summ = summarize(model, (c, h, w))
-    pre = Preprocess.for_spec(spec, c, (h, w))
-    ck: ModelMeta = getattr(model, "checkpoint_meta", None) or ModelMeta()
-    return ModelMeta(
+    return replace(
+        model.meta,
         model=name,
-        num_classes=cfg["num_classes"],
-        in_channels=c,
-        input_size=(h, w),
-        fc_width=cfg.get("fc_width"),
-        mean=pre.mean,
-        std=pre.std,
-        crop_pct=pre.crop_pct,
-        head=spec.head,
-        classes=ck.classes,
-        dataset=ck.dataset,
-        accuracy=ck.accuracy,
         weights=Path(weights).name if weights else "random-init",
         weights_sha256=sha256_file(weights) if weights else None,
         params=summ.params,
@@ -149,7 +136,7 @@ def model_metadata(
     )
 
 
-def _check_shape_options(model: nn.Module, name: str, opts: ExportOptions) -> None:
+def _check_shape_options(model: Classifier, name: str, opts: ExportOptions) -> None:
     if opts.batch is not None and opts.batch < 1:
         raise InputSizeError(f"--batch must be a positive number or 'dynamic', got {opts.batch}")
     if opts.dynamic_hw and not model.spec.size_agnostic:
@@ -218,10 +205,9 @@ def _torch_export(
     return proto
 
 
-def verification_shapes(model: nn.Module, opts: ExportOptions) -> list[tuple[int, ...]]:
+def verification_shapes(model: Classifier, opts: ExportOptions) -> list[tuple[int, int, int, int]]:
     """Several inputs: two batch sizes when the batch is dynamic, another size when H/W are."""
-    c = model.config["in_channels"]
-    h, w = model.config["input_size"]
+    c, h, w = model.input_shape
     batches = [opts.batch] * 3 if opts.batch else [1, 3, 2]
     shapes = [(b, c, h, w) for b in batches]
     if opts.dynamic_hw:
@@ -230,7 +216,11 @@ def verification_shapes(model: nn.Module, opts: ExportOptions) -> list[tuple[int
 
 
 def verify_onnx(
-    model: nn.Module, onnx_path: str | os.PathLike, shapes: list[tuple[int, ...]], tol: Tolerance = FP32_TOLERANCE, seed: int = 0
+    model: nn.Module,
+    onnx_path: str | os.PathLike,
+    shapes: Sequence[tuple[int, ...]],
+    tol: Tolerance = FP32_TOLERANCE,
+    seed: int = 0,
 ) -> Agreement:
     """Run PyTorch and onnxruntime on the same random inputs and compare."""
     xs = random_inputs(shapes, seed)
@@ -240,7 +230,9 @@ def verify_onnx(
     return compare(refs, outs, tol)
 
 
-def _save_checked(proto: onnx.ModelProto, dest: Path, model: nn.Module, shapes, tol: Tolerance, what: str) -> Agreement:
+def _save_checked(
+    proto: onnx.ModelProto, dest: Path, model: nn.Module, shapes: Sequence[tuple[int, ...]], tol: Tolerance, what: str
+) -> Agreement:
     """Write ``proto`` to ``dest`` only once the checker and the PyTorch comparison pass."""
     with atomic_path(dest, suffix=".onnx") as tmp:
         onnx.save(proto, os.fspath(tmp))
@@ -269,7 +261,7 @@ def _simplify(proto: onnx.ModelProto, meta: dict[str, Any], what: str) -> onnx.M
 
 
 def export_model(
-    model: nn.Module,
+    model: Classifier,
     out_dir: str | os.PathLike,
     name: str | None = None,
     *,
@@ -286,10 +278,10 @@ def export_model(
     out = ensure_dir(out_dir)
     model = model.eval()
     shapes = verification_shapes(model, opts)
-    check_memory(model, shapes[0][1:], max(s[0] for s in shapes), "--batch (or --input-size)")
+    _, c, h, w = shapes[0]
+    check_memory(model, (c, h, w), max(s[0] for s in shapes), "--batch (or --input-size)")
     meta = model_metadata(model, model.spec.name, weights, opts.batch, opts.dynamic_hw).to_dict()
     exporter, opset = opts.resolved()
-    c, (h, w) = model.config["in_channels"], model.config["input_size"]
     onnx_path, sim_path = out / f"{name}.onnx", out / f"{name}.sim.onnx"
     check_outputs([onnx_path, *([sim_path] if opts.simplify else []), out / MANIFEST_NAME], [weights] if weights else [])
     check_manifest(out)
@@ -308,11 +300,11 @@ def export_model(
 def _write_both(
     proto: onnx.ModelProto,
     simplified: onnx.ModelProto | None,
-    model: nn.Module,
+    model: Classifier,
     weights: str | os.PathLike | None,
     onnx_path: Path,
     sim_path: Path,
-    shapes: list[tuple[int, ...]],
+    shapes: Sequence[tuple[int, ...]],
     opts: ExportOptions,
     meta: dict[str, Any],
     say: Progress,

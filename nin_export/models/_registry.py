@@ -5,16 +5,19 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import torch
 from torch import nn
 
+from ..core.data import Preprocess
 from ..core.defaults import DEFAULT_MODEL
 from ..core.errors import InputSizeError, ModelOptionError, NinExportError, UnknownModelError
+from ..core.meta import ModelMeta
 from ..core.parse import parse_input_size
 
 __all__ = [
+    "Classifier",
     "ModelSpec",
     "register_model",
     "create_model",
@@ -33,12 +36,38 @@ CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
+class Classifier(nn.Module):
+    """A registered model. ``create_model`` attaches its facts, as timm attaches ``pretrained_cfg``:
+
+    - ``spec``: its registry entry (defaults, head, twin);
+    - ``config``: the builder options it was built with, JSON-ready (tuples as lists): what rebuilds it;
+    - ``meta``: its record, the ModelMeta that checkpoints, ONNX files and sidecars carry (name, classes,
+      channels, input size, normalization, head; and, once ``build_model`` loads a checkpoint, the
+      checkpoint's class names, dataset and accuracy).
+    """
+
+    spec: ModelSpec
+    config: dict[str, Any]
+    meta: ModelMeta
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one input image."""
+        c, hw = self.meta.in_channels, self.meta.input_size
+        if c is None or hw is None:  # create_model records both; a model built without it has no record
+            raise NinExportError(f"{type(self).__name__} was not built by create_model: its input shape is not recorded")
+        return (c, *hw)
+
+
+Builder = TypeVar("Builder", bound=Callable[..., Classifier])
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What the rest of nin-export needs to know about a registered model."""
 
     name: str
-    builder: Callable[..., nn.Module]
+    builder: Callable[..., Classifier]
     description: str
     num_classes: int
     in_channels: int
@@ -63,13 +92,13 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(**spec_kwargs: Any) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(**spec_kwargs: Any) -> Callable[[Builder], Builder]:
     """Decorator: register a builder ``fn(*, num_classes, in_channels, input_size, **kw)`` under its name.
 
     The registered name is the function name with underscores turned into dashes.
     """
 
-    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def wrap(fn: Builder) -> Builder:
         name = fn.__name__.replace("_", "-")
         if name in _REGISTRY:
             raise ValueError(f"model '{name}' registered twice")
@@ -137,7 +166,7 @@ def _defaults(spec: ModelSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(name: str, **kwargs: Any) -> Classifier:
     """Build a registered model. ``None`` kwargs are dropped so each model's defaults stay in force.
 
     Raises UnknownModelError for a bad name and InputSizeError (naming the smallest size that works)
@@ -150,6 +179,25 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         smallest = smallest_input_size(name, **kw)
         raise InputSizeError(f"{name} cannot take a {hw[0]}x{hw[1]} input: the smallest it takes is {smallest}x{smallest}")
     model = spec.builder(**kw)
-    model.spec = spec  # type: ignore[assignment]
-    model.config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}  # type: ignore[assignment]
+    model.spec = spec
+    model.config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
+    model.meta = _record(spec, kw)
     return model
+
+
+def _record(spec: ModelSpec, kw: dict[str, Any]) -> ModelMeta:
+    """The ModelMeta of a model built with ``kw``: normalization at its channel count, and ``fc_width``
+    only where it was given."""
+    c, (h, w) = kw["in_channels"], kw["input_size"]
+    pre = Preprocess.for_spec(spec, c, (h, w))
+    return ModelMeta(
+        model=spec.name,
+        num_classes=kw["num_classes"],
+        in_channels=c,
+        input_size=(h, w),
+        fc_width=kw.get("fc_width"),
+        mean=pre.mean,
+        std=pre.std,
+        crop_pct=pre.crop_pct,
+        head=spec.head,
+    )

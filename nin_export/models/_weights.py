@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -13,7 +14,7 @@ from torch import nn
 
 from ..core.errors import FileFormatError, WeightsError
 from ..core.meta import ModelMeta
-from ._registry import create_model, list_models
+from ._registry import Classifier, create_model, list_models
 
 __all__ = ["load_checkpoint", "load_weights", "build_model", "CHECKPOINT_KEYS"]
 
@@ -95,9 +96,10 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
     model.load_state_dict(state_dict, strict=True)
 
 
-def build_model(name: str, weights: str | os.PathLike | None = None, **kwargs: Any) -> nn.Module:
+def build_model(name: str, weights: str | os.PathLike | None = None, **kwargs: Any) -> Classifier:
     """``create_model`` plus optional weights. A checkpoint's own ``meta`` (classes, channels, input
-    size) fills options not given, and a checkpoint saved for another model is refused by name."""
+    size) fills options not given, and a checkpoint saved for another model is refused by name; the
+    model's record (``model.meta``) takes the checkpoint's class names, dataset and accuracy."""
     if weights is None:
         return create_model(name, **kwargs)
     sd, meta = load_checkpoint(weights)
@@ -109,5 +111,5 @@ def build_model(name: str, weights: str | os.PathLike | None = None, **kwargs: A
             kwargs[key] = getattr(meta, key)
     model = create_model(name, **kwargs)
     load_weights(model, sd, source=f"weights '{weights}'", name=name)
-    model.checkpoint_meta = meta  # type: ignore[assignment]
+    model.meta = replace(model.meta, classes=meta.classes, dataset=meta.dataset, accuracy=meta.accuracy)
     return model

@@ -6,16 +6,18 @@ without it the net states honestly that its FC head fixes the input size.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from ._registry import IMAGENET_MEAN, IMAGENET_STD, register_model
+from ._registry import IMAGENET_MEAN, IMAGENET_STD, Classifier, register_model
 from .nin import Init, _flat_features, init_weights
 
 __all__ = ["AlexNet", "alexnet"]
 
 
-class AlexNet(nn.Module):
+class AlexNet(Classifier):
     def __init__(
         self, *, num_classes: int, in_channels: int, input_size: tuple[int, int], dropout: float = 0.5, init: Init = "default"
     ) -> None:
@@ -56,6 +58,6 @@ class AlexNet(nn.Module):
 @register_model(
     num_classes=1000, in_channels=3, input_size=(224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=0.875, head="fc"
 )
-def alexnet(**kw) -> AlexNet:
+def alexnet(**kw: Any) -> AlexNet:
     """AlexNet (torchvision layout), the classic FC-headed comparator; 61,100,840 params."""
     return AlexNet(**kw)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
 
 from ..core.defaults import DEFAULT_FC_WIDTH
-from ._registry import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, register_model
+from ._registry import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, Classifier, register_model
 
 __all__ = [
     "DEFAULT_FC_WIDTH",
@@ -60,7 +60,7 @@ class Stage:
     dropout: bool = False
 
 
-class NiN(nn.Module):
+class NiN(Classifier):
     def __init__(
         self,
         stages: Sequence[Stage],
@@ -185,16 +185,16 @@ _SEED_FINAL = Stage((1000, 1000, 1000), 3, 1, 1)
 
 
 def _nin(
-    stages,
-    final,
+    stages: Sequence[Stage],
+    final: Stage,
     *,
     num_classes: int,
     in_channels: int,
-    input_size,
+    input_size: tuple[int, int],
     init: Init = "default",
     pool: Literal["max", "avg"] | None = None,
     seed_last: bool = False,
-    **kw,
+    **kw: Any,
 ) -> NiN:
     if pool is not None:  # e.g. the Caffe gist's average pooling after the second CIFAR block
         stages = (stages[0], *(Stage(s.channels, s.kernel_size, s.stride, s.padding, pool, s.dropout) for s in stages[1:]))
@@ -208,36 +208,36 @@ _IMAGENET = dict(num_classes=1000, in_channels=3, input_size=(224, 224), mean=IM
 
 
 @register_model(**_CIFAR, twin="fc-cifar10")
-def nin_cifar10(**kw) -> NiN:
+def nin_cifar10(**kw: Any) -> NiN:
     """NiN for CIFAR-10 (paper Sec. 4): three mlpconv blocks, global average pooling; 966,986 params."""
     return _nin(_CIFAR_STAGES, _CIFAR_FINAL, paper_std=(0.05, 0.05), **kw)
 
 
 @register_model(**_CIFAR, head="fc", twin="nin-cifar10")
-def fc_cifar10(*, fc_width: int = DEFAULT_FC_WIDTH, **kw) -> NiN:
+def fc_cifar10(*, fc_width: int = DEFAULT_FC_WIDTH, **kw: Any) -> NiN:
     """FC-headed twin of nin-cifar10: same trunk, AlexNet-style 3-layer FC head; fixed input size."""
     return _nin(_CIFAR_STAGES, _CIFAR_FINAL, head="fc", fc_width=fc_width, paper_std=(0.05, 0.05), **kw)
 
 
 @register_model(**_IMAGENET, twin="fc-imagenet")
-def nin_imagenet(**kw) -> NiN:
+def nin_imagenet(**kw: Any) -> NiN:
     """NiN for ImageNet (Caffe model zoo NIN-ImageNet): four mlpconv blocks, 6x6 GAP; 7,595,176 params."""
     return _nin(_IMAGENET_STAGES, _IMAGENET_FINAL, paper_std=(0.01, 0.05), **kw)
 
 
 @register_model(**_IMAGENET, head="fc", twin="nin-imagenet")
-def fc_imagenet(*, fc_width: int = DEFAULT_FC_WIDTH, **kw) -> NiN:
+def fc_imagenet(*, fc_width: int = DEFAULT_FC_WIDTH, **kw: Any) -> NiN:
     """FC-headed twin of nin-imagenet: same trunk, AlexNet-style 3-layer FC head; fixed input size."""
     return _nin(_IMAGENET_STAGES, _IMAGENET_FINAL, head="fc", fc_width=fc_width, paper_std=(0.01, 0.05), **kw)
 
 
 @register_model(**dict(_IMAGENET, num_classes=10, crop_pct=1.0), twin="fc-seed")
-def nin_seed(**kw) -> NiN:
+def nin_seed(**kw: Any) -> NiN:
     """The seed notebook's d2l-style NinNet (floor-mode pooling); 2,015,398 params for 10 classes."""
     return _nin(_IMAGENET_STAGES, _SEED_FINAL, ceil_mode=False, seed_last=True, paper_std=(0.01, 0.05), **kw)
 
 
 @register_model(**dict(_IMAGENET, num_classes=10, crop_pct=1.0), head="fc", twin="nin-seed")
-def fc_seed(*, fc_width: int = DEFAULT_FC_WIDTH, **kw) -> NiN:
+def fc_seed(*, fc_width: int = DEFAULT_FC_WIDTH, **kw: Any) -> NiN:
     """FC-headed twin of nin-seed: same trunk, AlexNet-style 3-layer FC head; fixed input size."""
     return _nin(_IMAGENET_STAGES, _SEED_FINAL, head="fc", fc_width=fc_width, ceil_mode=False, paper_std=(0.01, 0.05), **kw)

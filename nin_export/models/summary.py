@@ -15,6 +15,7 @@ from ..core._io import proc_kib_field
 from ..core.enums import Precision
 from ..core.errors import InputSizeError
 from ..core.precision import BYTES_PER_PARAM
+from ._registry import Classifier
 
 __all__ = [
     "Precision",
@@ -142,7 +143,7 @@ def available_memory_bytes() -> int | None:
     return proc_kib_field("/proc/meminfo", "MemAvailable")
 
 
-def check_memory(model: nn.Module, input_shape: tuple[int, int, int], batch: int, option: str, training: bool = False) -> None:
+def check_memory(model: Classifier, input_shape: tuple[int, int, int], batch: int, option: str, training: bool = False) -> None:
     """Refuse, before any work, a batch whose activations alone are known to exceed this machine's available
     memory: the largest layer output x batch x 4 bytes (inference), every layer's output (training keeps them
     all for the backward pass). The message gives the estimate and names the option to lower."""
