@@ -14,13 +14,13 @@ from ..core.defaults import DEFAULT_BATCHES, DEFAULT_DATA, DEFAULT_MODEL
 from ..core.parse import cap_threads
 from ..runtimes import runtime_help
 from ._app import console, err_console, progress_bar, warn
-from .options import POWER, TIMING
+from .options import BASELINE, BASELINE_WEIGHTS, POWER, TIMING
 from .render import print_report
 
 
 @click.command("bench")
 @click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True, help="NiN variant to measure.")
-@click.option("--baseline", "-b", default=None, help="Model to compare with (default: the model's FC-headed twin).")
+@BASELINE
 @click.option("--backends", default=None, metavar="LIST", help=f"Comma-separated runtimes (default: every one): {runtime_help()}.")
 @click.option("--precisions", default=None, metavar="LIST", help="fp32,fp16,int8 (default: all three).")
 @click.option(
@@ -59,7 +59,7 @@ from .render import print_report
     help="Held-out reference images and INT8 calibration ('none' to skip).",
 )
 @click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --model (random init if omitted).")
-@click.option("--baseline-weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --baseline.")
+@BASELINE_WEIGHTS
 @click.option(
     "--engine",
     "engines",

@@ -12,15 +12,16 @@ from ..core._format import fmt_bytes
 from ..core.defaults import DEFAULT_EPOCHS, DEFAULT_MODEL
 from ..core.errors import NinExportError
 from ._app import console, progress, warn
+from .options import BASELINE, BASELINE_WEIGHTS
 from .render import print_headlines
 
 
 @click.command("pipeline")
 @click.option("--model", "-m", default=None, help=f"NiN variant (default {DEFAULT_MODEL}).")
-@click.option("--baseline", "-b", default=None, help="Model to compare with (default: the model's FC-headed twin).")
+@BASELINE
 @click.option("--data", default=None, metavar="SRC", help="Labelled images: training, calibration, evaluation (default digits).")
 @click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --model: skip its training.")
-@click.option("--baseline-weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --baseline.")
+@BASELINE_WEIGHTS
 @click.option("--epochs", type=int, default=None, help=f"Most training epochs (default {DEFAULT_EPOCHS}).")
 @click.option(
     "--config",

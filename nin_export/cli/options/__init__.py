@@ -23,6 +23,8 @@ from .convert import (
     precision_flags,
 )
 from .model import (
+    BASELINE,
+    BASELINE_WEIGHTS,
     DATA,
     EXPORT,
     MODEL,
@@ -48,6 +50,8 @@ __all__ = [
     "MODEL",
     "WEIGHTS",
     "DATA",
+    "BASELINE",
+    "BASELINE_WEIGHTS",
     "THREADS",
     "OUTPUT_FILE",
     "OUTPUT_DIR",

@@ -37,6 +37,9 @@ WEIGHTS = opt(
     default=None,
     help="State_dict or checkpoint (.pt); loaded with weights_only=True. Random init if omitted.",
 )
+# bench and pipeline: the model a NiN is compared with, and its checkpoint
+BASELINE = opt("--baseline", "-b", default=None, help="Model to compare with (default: the model's FC-headed twin).")
+BASELINE_WEIGHTS = opt("--baseline-weights", default=None, type=click.Path(dir_okay=False), help="Checkpoint for --baseline.")
 DATA = opt("--data", default=DEFAULT_DATA, show_default=True, metavar="SRC", help="Labelled images (same source as training).")
 THREADS = opt("--threads", type=int, default=None, help="CPU threads (default: torch's).")
 OUTPUT_FILE = opt("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Output file.")
