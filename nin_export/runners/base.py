@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import abc
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 import numpy as np
 
 __all__ = ["Runner"]
+
+R = TypeVar("R", bound="Runner")
 
 
 class Runner(abc.ABC):
@@ -24,7 +26,7 @@ class Runner(abc.ABC):
     def __init__(self) -> None:
         self.is_active = False
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self: R) -> R:
         self.activate()
         return self
 

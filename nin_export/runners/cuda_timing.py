@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -163,7 +163,7 @@ def capture_or_fallback(capture: Callable[[], Any], capturable: Callable[[], str
 
 
 def multi_stream_throughput(
-    torch: Any, lanes: list[tuple[Any, Callable[[], None]]], batch: int, seconds: float = 2.0, warmup_s: float = 0.3
+    torch: Any, lanes: Sequence[tuple[Any, Callable[[], None]]], batch: int, seconds: float = 2.0, warmup_s: float = 0.3
 ) -> dict[str, Any]:
     """``lanes``: (stream, enqueue one H2D + compute + D2H on it). Rounds of one enqueue per lane, all
     streams waited on per round, for ``seconds`` after a warm-up; images per second over the wall time."""

@@ -4,7 +4,7 @@ where onnxruntime-gpu is installed (CUDA_PROVIDERS, TENSORRT_PROVIDERS)."""
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class OrtRunner(Runner):
         self.model = model
         self.providers = list(providers) if providers else ["CPUExecutionProvider"]
         self.threads = threads
-        self.session = None
+        self._session: Any = None  # an onnxruntime.InferenceSession while active (onnxruntime ships no type hints)
 
     def activate_impl(self) -> None:
         import onnxruntime as ort
@@ -55,7 +55,7 @@ class OrtRunner(Runner):
             opts.intra_op_num_threads = int(self.threads)
         model = self.model if isinstance(self.model, bytes) else os.fspath(self.model)
         try:
-            self.session = ort.InferenceSession(model, sess_options=opts, providers=self.providers)
+            self._session = ort.InferenceSession(model, sess_options=opts, providers=self.providers)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             where = "" if isinstance(self.model, bytes) else f" '{self.model}'"
             raise OnnxFileError(f"onnxruntime cannot load{where}: {first_line(e, 200)}") from None
@@ -67,6 +67,13 @@ class OrtRunner(Runner):
             )
         # Cast feeds to what each input declares (float16 I/O of an FP16 graph, say).
         self._dtypes = {i.name: _NP_TYPES[i.type] for i in self.session.get_inputs() if i.type in _NP_TYPES}
+
+    @property
+    def session(self) -> Any:
+        """The onnxruntime.InferenceSession; RuntimeError before ``activate``."""
+        if self._session is None:
+            raise RuntimeError(f"{self.name} must be activated first")
+        return self._session
 
     @property
     def input_names(self) -> list[str]:
@@ -86,4 +93,4 @@ class OrtRunner(Runner):
             raise OnnxFileError(f"onnxruntime failed on {shapes}: {first_line(e, 200)}") from None
 
     def deactivate_impl(self) -> None:
-        self.session = None
+        self._session = None

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from ..core.errors import BackendUnavailableError, OnnxFileError, first_line
 from .base import Runner
+
+if TYPE_CHECKING:
+    import openvino as ov
 
 __all__ = ["OvRunner", "openvino_missing", "half_precision_hint", "INSTALL_HINT"]
 
@@ -69,6 +72,8 @@ class OvRunner(Runner):
         self.streams = streams
         self.profile = profile
         self._shape: tuple[int, ...] | None = None
+        self.compiled: ov.CompiledModel | None = None  # the latest input shape's, and its request
+        self.request: ov.InferRequest | None = None
 
     def activate_impl(self) -> None:
         if (why := openvino_missing()) is not None:
@@ -98,7 +103,7 @@ class OvRunner(Runner):
             "PERF_COUNT": self.profile,
         }
 
-    def _compile(self, shape: tuple[int, ...], streams: int | None = None) -> Any:
+    def _compile(self, shape: tuple[int, ...], streams: int | None = None) -> ov.CompiledModel:
         graph = self.graph.clone()
         graph.reshape({self._input: list(shape)})
         try:
@@ -106,11 +111,11 @@ class OvRunner(Runner):
         except Exception as e:  # noqa: BLE001
             raise OnnxFileError(f"OpenVINO cannot compile '{self.model}' for input {shape}: {first_line(e, 200)}") from None
 
-    def _ready(self, shape: tuple[int, ...]) -> Any:
-        if shape != self._shape:
+    def _ready(self, shape: tuple[int, ...]) -> ov.InferRequest:
+        if shape != self._shape or self.request is None:
             self.compiled, self.request = None, None  # free the previous shape's model first
-            self.compiled = self._compile(shape)
-            self.request, self._shape = self.compiled.create_infer_request(), shape
+            compiled = self._compile(shape)
+            self.compiled, self.request, self._shape = compiled, compiled.create_infer_request(), shape
         return self.request
 
     @property

@@ -36,7 +36,7 @@ class TorchRunner(Runner):
     def __init__(
         self,
         model: nn.Module,
-        device: str = "cpu",
+        device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         input_name: str = "input",
         output_name: str = "logits",
@@ -44,12 +44,13 @@ class TorchRunner(Runner):
         cuda_graph: bool = False,
     ) -> None:
         super().__init__()
-        self.model, self.device, self.dtype = model, device, dtype  # the device is resolved on activation
+        self.model, self.want_device, self.dtype = model, device, dtype  # the device is resolved on activation
+        self.device: torch.device
         self.input_name, self.output_name, self.threads = input_name, output_name, threads
         self.cuda_graph = cuda_graph
 
     def activate_impl(self) -> None:
-        self.device = resolve_device(self.device)
+        self.device = resolve_device(self.want_device)
         if self.threads:
             torch.set_num_threads(int(self.threads))
         self.model = self.model.eval().to(self.device, self.dtype)
