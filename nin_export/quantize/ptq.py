@@ -116,7 +116,7 @@ class QuantizeOptions:
         return Precision.FP32 if self.target is Int8Target.ORT_CPU else Precision.FP16
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"precision": str(self.precision), "calib_data": self.calib_data, "eval_count": self.eval_count}
+        d: dict[str, Any] = {"precision": str(self.precision), "calib_data": self.calib_data, "eval_count": self.eval_count}
         if self.precision is Precision.FP16:
             d["keep_io_types"] = self.keep_io_types
         else:
@@ -186,13 +186,25 @@ class QuantizeResult:
     parent: Path
     precision: Precision
     agreement: Agreement
+    graph: onnx.ModelProto = field(repr=False)  # what was written to ``path``, checked
     calib_images: int = 0
     cache: str | None = None  # "reused <path>" / "wrote <path>" / None
     notes: list[str] = field(default_factory=list)  # warnings for the user
     excluded_nodes: list[str] = field(default_factory=list)  # every node left in float (head included)
     float_layers: list[dict[str, str]] = field(default_factory=list)  # Conv/Gemm kept in float, and why
     selection: dict[str, Any] | None = None  # --min-agreement: its figures on the held-out half it chose on
-    graph: onnx.ModelProto | None = field(default=None, repr=False)  # what was written to ``path``, checked
+
+
+@dataclass
+class _Findings:
+    """What a request learns on its way, before there is a graph to check: QuantizeResult's records."""
+
+    calib_images: int = 0
+    cache: str | None = None
+    notes: list[str] = field(default_factory=list)
+    excluded_nodes: list[str] = field(default_factory=list)
+    float_layers: list[dict[str, str]] = field(default_factory=list)
+    selection: dict[str, Any] | None = None
 
 
 Progress = Callable[[str], None]
@@ -377,7 +389,7 @@ def _ranges(
     source: DataSource,
     meta: ModelMeta,
     options: QuantizeOptions,
-    result: QuantizeResult,
+    found: _Findings,
     say: Progress,
 ) -> dict[str, tuple[float, float]]:
     """Calibration ranges: from the cache when its key matches, else computed (and cached)."""
@@ -390,7 +402,7 @@ def _ranges(
         cache_path = cache_dir / f"{meta.model or src.stem}-{options.calib_method.value}-{parts['key'][:16]}.json"
         ranges = load_calibration_cache(cache_path, parts["key"])
         if ranges is not None:
-            result.cache = f"reused {cache_path}"
+            found.cache = f"reused {cache_path}"
             say(f"reusing calibration cache {cache_path} (key matches)")
             return ranges
     say(f"calibrating ({options.calib_method.value}) on {len(calib.x)} images")
@@ -409,7 +421,7 @@ def _ranges(
                 "ranges": {k: list(v) for k, v in ranges.items()},
             },
         )
-        result.cache = f"wrote {cache_path}"
+        found.cache = f"wrote {cache_path}"
     return ranges
 
 
@@ -435,7 +447,7 @@ class _Job:
     pre: Preprocess
     source: DataSource
     options: QuantizeOptions
-    result: QuantizeResult
+    found: _Findings
     held: Samples
     calib_idx: np.ndarray
     say: Progress
@@ -444,8 +456,15 @@ class _Job:
 
     def _ref_of(self, part: str) -> np.ndarray:
         if part not in self._refs:
-            self._refs[part] = _run(self.src, (self.held if part == "held" else self.choose).x)
+            self._refs[part] = _run(self.src, (self.held if part == "held" else self.chosen).x)
         return self._refs[part]
+
+    @property
+    def chosen(self) -> Samples:
+        """``choose``, where --min-agreement loaded it."""
+        if self.choose is None:
+            raise RuntimeError("no held-out half to choose on: --min-agreement was not given for an INT8 graph")
+        return self.choose
 
     @property
     def ref(self) -> np.ndarray:
@@ -459,7 +478,7 @@ class _Job:
         return _run(graph.SerializeToString(), self.held.x)
 
     def run_choose(self, graph: onnx.ModelProto) -> np.ndarray:
-        return _run(graph.SerializeToString(), self.choose.x)
+        return _run(graph.SerializeToString(), self.chosen.x)
 
 
 def _prepare(src: Path, model: onnx.ModelProto, options: QuantizeOptions, dest: Path | None, say: Progress) -> _Job:
@@ -480,30 +499,30 @@ def _prepare(src: Path, model: onnx.ModelProto, options: QuantizeOptions, dest: 
         check_manifest(dest.parent)
     spec = "synthetic" if options.allow_synthetic and options.calib_data is None else (options.calib_data or DEFAULT_DATA)
     source = open_source(spec, pre, allow_synthetic=options.allow_synthetic)
-    result = QuantizeResult(dest, src, prec, None)  # type: ignore[arg-type]
+    found = _Findings()
     if meta.weights == "random-init":
-        result.notes.append(
+        found.notes.append(
             "the model has random weights: its logits are nearly flat, so top-1 agreement here "
             "understates what a trained model keeps; export with --weights for real figures"
         )
     if source.synthetic:
-        result.notes.append("synthetic random data: the agreement figures below say nothing about accuracy on real images")
+        found.notes.append("synthetic random data: the agreement figures below say nothing about accuracy on real images")
     calib_idx, eval_idx, sel_notes = _select(source, options.calib_count, options.eval_count, prec is Precision.INT8)
-    result.notes += sel_notes
+    found.notes += sel_notes
     say(
         f"loading {len(eval_idx)} held-out images"
         + (f" and {len(calib_idx)} calibration images" if len(calib_idx) else "")
         + f" from {source.name}"
     )
     held = _load(source, eval_idx, "held-out")
-    result.notes += held.notes()
+    found.notes += held.notes()
     choose = None
     if options.min_agreement is not None and prec is Precision.INT8:
         if len(held.x) < 2:
             raise DataError(f"--min-agreement needs at least 2 readable held-out images in {source.name}, found {len(held.x)}")
         first, second = held_out_halves(len(held.x))
         choose, held = _part(held, first), _part(held, second)
-    return _Job(src, model, meta, pre, source, options, result, held, calib_idx, say, choose)
+    return _Job(src, model, meta, pre, source, options, found, held, calib_idx, say, choose)
 
 
 @dataclass
@@ -520,7 +539,7 @@ class _Int8Plan:
     def ranges(self) -> dict[str, tuple[float, float]]:
         if self._ranges is None:
             j = self.job
-            self._ranges = _ranges(self.model, j.src, self.calib, j.pre, j.source, j.meta, j.options, j.result, j.say)
+            self._ranges = _ranges(self.model, j.src, self.calib, j.pre, j.source, j.meta, j.options, j.found, j.say)
         return self._ranges
 
     def graph(self, float_layers: list[str]) -> onnx.ModelProto:
@@ -544,7 +563,7 @@ class _Int8Plan:
 
 def _plan(job: _Job) -> _Int8Plan:
     calib = _load(job.source, job.calib_idx, "calibration")
-    r = job.result
+    r = job.found
     r.notes += [n for n in calib.notes() if n not in r.notes]
     r.calib_images = len(calib.x)
     if len(calib.x) < MIN_CALIB_IMAGES:
@@ -579,10 +598,10 @@ def int8_graph(job: _Job) -> onnx.ModelProto:
     )
     graph = plan.graph(list(floats))
     if o.min_agreement is not None:
-        graph = _keep_float_for(job, plan, graph, floats)
+        graph = _keep_float_for(job, plan, graph, floats, o.min_agreement)
     ops = {n.name: n.op_type for n in plan.model.graph.node}
-    job.result.float_layers = [{"node": n, "op": ops[n], "why": why} for n, why in floats.items()]
-    job.result.excluded_nodes = plan.head + list(floats)
+    job.found.float_layers = [{"node": n, "op": ops[n], "why": why} for n, why in floats.items()]
+    job.found.excluded_nodes = plan.head + list(floats)
     return graph
 
 
@@ -590,24 +609,24 @@ def int8_graph(job: _Job) -> onnx.ModelProto:
 CONVERTERS: dict[str, Callable[[_Job], onnx.ModelProto]] = {f.__name__: f for f in (fp16_graph, int8_graph)}
 
 
-def _keep_float_for(job: _Job, plan: _Int8Plan, graph: onnx.ModelProto, floats: dict[str, str]) -> onnx.ModelProto:
-    """--min-agreement: on the choosing half of the held-out images, keep the most sensitive layers in float
-    until the agreement reaches the target (adds them to ``floats``); the graph, and its figures on that half
-    in job.result.selection."""
-    o, say, run, ref = job.options, job.say, job.run_choose, job.choose_ref
-    n = len(job.choose.x)
+def _keep_float_for(job: _Job, plan: _Int8Plan, graph: onnx.ModelProto, floats: dict[str, str], target: float) -> onnx.ModelProto:
+    """--min-agreement (``target``): on the choosing half of the held-out images, keep the most sensitive layers
+    in float until the agreement reaches the target (adds them to ``floats``); the graph, and its figures on that
+    half in job.found.selection."""
+    say, run, ref = job.say, job.run_choose, job.choose_ref
+    n = len(job.chosen.x)
     agree = fidelity(ref, run(graph))["top1_agreement"]
     say(
         f"choosing on {n} of the held-out images (the other {len(job.held.x)} report): top-1 agreement with every "
-        f"other layer in INT8 {agree:.1%} (--min-agreement {share(o.min_agreement)})"
+        f"other layer in INT8 {agree:.1%} (--min-agreement {share(target)})"
     )
-    if agree < o.min_agreement:
+    if agree < target:
         todo = [x for x in plan.quantizable() if x.name not in floats]
         ranking = rank_layers(plan.model, todo, plan.only, run, ref, say)
-        kept, graph, agree = keep_float_until(o.min_agreement, ranking, lambda ks: plan.graph(list(floats) + ks), run, ref, say)
-        floats.update({k: f"--min-agreement {o.min_agreement:g}" for k in kept})
-    f = fidelity(ref, run(graph), job.choose.y)
-    job.result.selection = {
+        kept, graph, agree = keep_float_until(target, ranking, lambda ks: plan.graph(list(floats) + ks), run, ref, say)
+        floats.update({k: f"--min-agreement {target:g}" for k in kept})
+    f = fidelity(ref, run(graph), job.chosen.y)
+    job.found.selection = {
         "images": n,
         "top1_agreement": f["top1_agreement"],
         "top1_accuracy": f["top1_accuracy"],
@@ -638,10 +657,10 @@ def _tolerance(prec: Precision, options: QuantizeOptions, meta: ModelMeta, synth
     return tol
 
 
-def _write_checked(out_model: onnx.ModelProto, job: _Job, tol: Tolerance) -> tuple[Agreement, np.ndarray]:
-    """Write ``out_model`` to the destination only once it agrees with the parent on the held-out images;
+def _write_checked(out_model: onnx.ModelProto, job: _Job, dest: Path, tol: Tolerance) -> tuple[Agreement, np.ndarray]:
+    """Write ``out_model`` to ``dest`` only once it agrees with the parent on the held-out images;
     the agreement, and the written graph's outputs on those images."""
-    src, dest = job.src, job.result.path
+    src = job.src
     job.say(f"checking against {src.name} on {len(job.held.x)} held-out images")
     ref = job.ref
     with atomic_path(dest, suffix=".onnx") as tmp:
@@ -676,21 +695,25 @@ def quantize(
     src = Path(src)
     model = model if model is not None else load_onnx(src)
     prec = options.precision
-    job = _prepare(src, model, options, Path(output) if output else default_output(src, prec), say)
-    result = job.result
+    dest = Path(output) if output else default_output(src, prec)
+    job = _prepare(src, model, options, dest, say)
     out_model = CONVERTERS[precision_info(prec).converter or ""](job)
     set_metadata(out_model, {"precision": prec.value, "parent_onnx": src.name})
     if prec is Precision.INT8:
         set_metadata(out_model, {"int8_target": options.target.value, "quantizer": options.quantizer.value})
-    result.graph = out_model
-    result.agreement, out = _write_checked(out_model, job, _tolerance(prec, options, job.meta, job.source.synthetic))
+    agreement, out = _write_checked(out_model, job, dest, _tolerance(prec, options, job.meta, job.source.synthetic))
+    f = job.found
+    result = QuantizeResult(
+        dest, src, prec, agreement, out_model, f.calib_images, f.cache, f.notes, f.excluded_nodes, f.float_layers, f.selection
+    )
     ver = dict(result.agreement.to_dict(), data=job.source.name)
     if job.held.y is not None:
         ver["top1_accuracy_parent"] = float((job.ref.argmax(1) == job.held.y).mean())
         ver["top1_accuracy"] = float((out.argmax(1) == job.held.y).mean())
     if result.selection is not None:
         ver["selection"] = result.selection
-        _note_unseen(result, options.min_agreement)
+        if options.min_agreement is not None:  # always, where a selection was made
+            _note_unseen(result, result.selection, options.min_agreement)
     int8 = prec is Precision.INT8
     calibration = {"images": result.calib_images, "cache": result.cache, "source": job.source.name} if int8 else None
     recorded = options.to_dict()
@@ -713,13 +736,13 @@ def quantize(
     return result
 
 
-def _note_unseen(result: QuantizeResult, target: float) -> None:
+def _note_unseen(result: QuantizeResult, selection: dict[str, Any], target: float) -> None:
     """Say so when the graph --min-agreement chose falls short of its target on the images it never saw."""
     a = result.agreement
     if a.top1_agreement < target:
         result.notes.append(
-            f"--min-agreement {share(target)} was reached on the {result.selection['images']} held-out images it chose "
-            f"on ({result.selection['top1_agreement']:.1%}); on the other {a.n_samples}, which it never saw, the graph "
+            f"--min-agreement {share(target)} was reached on the {selection['images']} held-out images it chose "
+            f"on ({selection['top1_agreement']:.1%}); on the other {a.n_samples}, which it never saw, the graph "
             f"keeps {a.top1_agreement:.1%}"
         )
 
@@ -740,7 +763,7 @@ def analyze(src: str | os.PathLike, options: QuantizeOptions, progress: Progress
         model=job.meta.model or src.stem,
         source=src.name,
         calib_method=options.calib_method.value,
-        calib_images=job.result.calib_images,
+        calib_images=job.found.calib_images,
         eval_images=len(job.held.x),
         data=job.source.name,
         full_int8=full,

@@ -18,6 +18,7 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import onnx
@@ -71,7 +72,7 @@ def head_nodes(model: onnx.ModelProto) -> list[str]:
     return list(seen)
 
 
-def quantizable_nodes(model: onnx.ModelProto, skip: list[str] = ()) -> list[onnx.NodeProto]:
+def quantizable_nodes(model: onnx.ModelProto, skip: Sequence[str] = ()) -> list[onnx.NodeProto]:
     """The Conv/Gemm/MatMul nodes INT8 quantizes, in graph order, less those named in ``skip``."""
     skipped = set(skip)
     return [n for n in model.graph.node if n.op_type in QDQ_OPS and n.name not in skipped]
@@ -132,7 +133,7 @@ def _equal_batch(n: int) -> int:
 # What each histogram method computes, recorded in the calibration cache key. Entropy is TensorRT's
 # (calibrate.py: |x| in 2048 bins, KL over 128 levels); it was onnxruntime's signed search before, and
 # onnxruntime's 128-bin default before that (one candidate: identical to minmax), so neither is reused.
-HISTOGRAM_OPTIONS = {
+HISTOGRAM_OPTIONS: dict[CalibMethod, dict[str, int | float | str]] = {
     CalibMethod.ENTROPY: {"num_bins": ENTROPY_BINS, "num_quantized_bins": QUANTIZED_BINS, "algorithm": ENTROPY_ALGORITHM},
     CalibMethod.PERCENTILE: {"num_bins": 2048, "percentile": 99.999},
 }
@@ -279,7 +280,9 @@ def release_float_inputs(model: onnx.ModelProto, float_nodes: list[str]) -> list
         while t in prod and prod[t].op_type in _PASS_THROUGH:
             t = prod[t].input[0]
         dq = prod.get(t)
-        q = prod.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        q = prod.get(dq.input[0])
         if q is None or q.op_type != "QuantizeLinear" or dq.name in bypassed:
             continue
         if not only_float(dq.output[0]):

@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
 
 import numpy as np
 import onnx
@@ -22,6 +22,7 @@ from ..core.errors import VerificationError
 __all__ = [
     "LayerSensitivity",
     "Sensitivity",
+    "Fidelity",
     "fidelity",
     "rank_layers",
     "keep_float_until",
@@ -49,7 +50,15 @@ def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
     return math.inf if noise == 0 else 10.0 * math.log10(max(float((ref**2).sum()), 1e-30) / noise)
 
 
-def fidelity(ref: np.ndarray, out: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float | None]:
+class Fidelity(TypedDict):
+    """How close a graph's outputs come to the reference's: what ``fidelity`` returns."""
+
+    top1_agreement: float
+    sqnr_db: float  # inf when they are equal
+    top1_accuracy: float | None  # None without labels
+
+
+def fidelity(ref: np.ndarray, out: np.ndarray, labels: np.ndarray | None = None) -> Fidelity:
     """Top-1 agreement with ``ref``, SQNR (dB) and, with labels, top-1 accuracy."""
     return {
         "top1_agreement": float((ref.argmax(1) == out.argmax(1)).mean()),
@@ -80,7 +89,7 @@ class Sensitivity:
     calib_images: int
     eval_images: int
     data: str
-    full_int8: dict[str, float | None]  # every layer quantized
+    full_int8: Fidelity  # every layer quantized
     fp32_accuracy: float | None
     layers: list[LayerSensitivity] = field(default_factory=list)  # most sensitive first
 

@@ -102,7 +102,7 @@ def engine_from_onnx(
     check_outputs(([graph_out] if convert_to is not None and not reuse else []) + writes, lineage(src) + keep)
     notes: list[str] = [note] if note else []
     steps: list[str] = []
-    if reuse:
+    if reuse and convert_to is not None:  # reuse: only of a converted graph
         steps.append(f"{graph_out.name} is already the {convert_to.value} graph of {src.name} with these options: built from it")
         src, model = graph_out, load_onnx(graph_out)
     elif convert_to is not None:
