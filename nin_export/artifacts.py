@@ -134,8 +134,8 @@ def _quantize(plan: ArtifactPlan, key: ArtifactKey, parent: Path) -> dict[str, A
 def _engine(plan: ArtifactPlan, key: ArtifactKey, parent: Path) -> dict[str, Any]:
     from .trt.convert import engine_from_onnx
 
-    r = engine_from_onnx(parent, None, plan.build, output=plan.path(key))
-    return {"bytes": r.info["bytes"], "flavour": r.info["flavour"], "targets": r.info["targets"]}
+    info = engine_from_onnx(parent, None, plan.build, output=plan.path(key)).engine_info
+    return {"bytes": info.bytes, "flavour": info.flavour.value, "targets": info.targets}
 
 
 def _work(plan: ArtifactPlan, key: ArtifactKey, parent: Path | None) -> tuple[dict[str, Any], list[Path], Callable[[], Any]]:

@@ -34,7 +34,7 @@ from ..models.summary import check_memory, summarize
 from ..quantize.ptq import QuantizeOptions
 from ..runners.timing import TimingOptions
 from ..runtimes import RUNTIMES, RunTarget, Runtime, get_runtime
-from ..trt import BuildOptions, read_sidecar, sidecar_path
+from ..trt import BuildOptions, read_engine_info, sidecar_path
 from .power import PowerOptions
 from .results import new_results
 from .worker import BenchJob, JobEnergy, JobResult, Workload, crosscheck_job, run_job
@@ -205,10 +205,10 @@ def engine_precision(engine: Path, model: str | None = None) -> tuple[Precision,
     (".fp16." / ".int8."; else FP32), with a note saying so. With ``model``, an engine whose sidecar names
     another model is refused: it would be measured as this one's."""
     if sidecar_path(engine).exists():
-        side = read_sidecar(engine, verify=False)
-        if model is not None and side.get("model") not in (None, model):
-            raise NinExportError(f"engine '{engine}' was built from {side['model']}, not {model}: give it for that model")
-        return Precision(side["precision"]), None
+        info = read_engine_info(engine, verify=False)
+        if model is not None and info.model not in (None, model):
+            raise NinExportError(f"engine '{engine}' was built from {info.model}, not {model}: give it for that model")
+        return info.precision, None
     tokens = engine.name.lower().split(".")
     prec = next((p for p in (Precision.INT8, Precision.FP16) if p.value in tokens), Precision.FP32)
     return prec, f"{engine.name} has no sidecar (a plain plan): taken as {prec.value.upper()} from its name"
@@ -217,8 +217,8 @@ def engine_precision(engine: Path, model: str | None = None) -> tuple[Precision,
 def _engine_record(engine: Path) -> dict[str, Any]:
     if not sidecar_path(engine).exists():  # a plain plan: TensorRT's own check decides when it runs
         return {"flavour": "unknown (no sidecar)", "trt_version": None, "targets": [], "bytes": engine.stat().st_size}
-    side = read_sidecar(engine, verify=False)  # the runner that loads it checks its sha256
-    return {k: side[k] for k in ("flavour", "trt_version", "targets", "bytes")}
+    info = read_engine_info(engine, verify=False)  # the runner that loads it checks its sha256
+    return {"flavour": info.flavour.value, "trt_version": info.trt_version, "targets": info.targets, "bytes": info.bytes}
 
 
 @dataclass
