@@ -73,12 +73,14 @@ class TrtModule:
         return f"{self.describe()} has no target for {gpu['name']} (compute capability {cc}){hopper}"
 
     def network_flags(self, strongly_typed: bool) -> int:
+        if not strongly_typed:
+            return 0
         flag = getattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-        if strongly_typed and flag is None:
+        if flag is None:
             raise BackendUnavailableError(
                 f"TensorRT {self.version} has no strongly typed networks: TensorRT 10.0 or newer is needed"
             )
-        return (1 << int(flag)) if strongly_typed else 0
+        return 1 << int(flag)
 
     def describe(self) -> str:
         return f"{'TensorRT-RTX' if self.is_rtx else 'TensorRT'} {self.version}"

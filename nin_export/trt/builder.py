@@ -102,28 +102,15 @@ def resolve_profiles(model: onnx.ModelProto, opts: BuildOptions) -> dict[str, Pr
     inp = inputs[0]
     dims = _dims(inp)
     hw = ModelMeta.from_dict(read_metadata(model), "ONNX metadata").input_size or (None, None)
-    explicit = [opts.min_shape, opts.opt_shape, opts.max_shape]
-    if any(s is not None for s in explicit):
+    mn_s, op_s, mx_s = opts.min_shape, opts.opt_shape, opts.max_shape
+    if mn_s is not None or op_s is not None or mx_s is not None:
         if opts.batch is not None:
             raise NinExportError("give either --batch or --min-shape/--opt-shape/--max-shape, not both")
-        if any(s is None for s in explicit):
+        if mn_s is None or op_s is None or mx_s is None:
             raise NinExportError("--min-shape, --opt-shape and --max-shape go together: give all three")
-        mn, op, mx = explicit  # type: ignore[misc]
+        mn, op, mx = tuple(mn_s), tuple(op_s), tuple(mx_s)
     else:
-        base = [d if d is not None else (hw[i - 2] if i >= 2 else None) for i, d in enumerate(dims)]
-        if any(d is None for d in base[1:]):
-            raise NinExportError(f"input '{inp.name}' has dynamic dims {dims}: give --min-shape/--opt-shape/--max-shape")
-        if dims[0] is None:
-            b = opts.batch or DEFAULT_BATCH_PROFILE
-            mn, op, mx = ((b[0], *base[1:]), (b[1], *base[1:]), (b[2], *base[1:]))
-        else:
-            if opts.batch is not None and set(opts.batch) != {dims[0]}:
-                raise NinExportError(
-                    f"the ONNX has a fixed batch of {dims[0]}; --batch {':'.join(map(str, opts.batch))} "
-                    f"needs an ONNX exported with a dynamic batch ('nin-export onnx --batch dynamic')"
-                )
-            mn = op = mx = tuple(base)  # type: ignore[assignment]
-    mn, op, mx = tuple(mn), tuple(op), tuple(mx)  # type: ignore[assignment]
+        mn, op, mx = _shape_profile(inp.name, dims, hw, opts.batch)
     for s, what in ((mn, "min"), (op, "opt"), (mx, "max")):
         if len(s) != len(dims):
             raise NinExportError(f"--{what}-shape {'x'.join(map(str, s))} has {len(s)} dims; input '{inp.name}' has {len(dims)}")
@@ -137,6 +124,27 @@ def resolve_profiles(model: onnx.ModelProto, opts: BuildOptions) -> dict[str, Pr
         )
     _check_profile_memory(inp.name, mx)
     return {inp.name: Profile(mn, op, mx)}
+
+
+def _shape_profile(
+    name: str, dims: list[int | None], hw: tuple[int, int] | tuple[None, None], batch: tuple[int, int, int] | None
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(min, opt, max) from the ONNX shape: dynamic H/W from the metadata's input size, a dynamic batch from
+    ``batch`` (or DEFAULT_BATCH_PROFILE); a fixed batch only as itself."""
+    base = [d if d is not None else (hw[i - 2] if i >= 2 else None) for i, d in enumerate(dims)]
+    rest = [d for d in base[1:] if d is not None]
+    if len(rest) != len(base[1:]):
+        raise NinExportError(f"input '{name}' has dynamic dims {dims}: give --min-shape/--opt-shape/--max-shape")
+    fixed = dims[0]
+    if fixed is None:
+        b = batch or DEFAULT_BATCH_PROFILE
+        return (b[0], *rest), (b[1], *rest), (b[2], *rest)
+    if batch is not None and set(batch) != {fixed}:
+        raise NinExportError(
+            f"the ONNX has a fixed batch of {fixed}; --batch {':'.join(map(str, batch))} "
+            f"needs an ONNX exported with a dynamic batch ('nin-export onnx --batch dynamic')"
+        )
+    return (fixed, *rest), (fixed, *rest), (fixed, *rest)
 
 
 LARGEST_RTX_MEMORY = 96 << 30  # the largest memory of a TensorRT-RTX target card (RTX PRO 6000 Blackwell)
@@ -176,13 +184,13 @@ def _parse_errors(parser: Any) -> str:
 
 
 def _progress_monitor(trtm: TrtModule, say: Progress):
-    base = getattr(trtm.trt, "IProgressMonitor", None)
-    if base is None:
+    trt = trtm.trt
+    if getattr(trt, "IProgressMonitor", None) is None:
         return None
 
-    class Monitor(base):  # type: ignore[misc, valid-type]
+    class Monitor(trt.IProgressMonitor):  # type: ignore[name-defined]  # a class of the TensorRT imported at run time
         def __init__(self) -> None:
-            base.__init__(self)
+            trt.IProgressMonitor.__init__(self)
 
         def phase_start(self, phase_name, parent_phase, num_steps):  # noqa: ANN001
             if parent_phase is None:
@@ -200,7 +208,7 @@ def _progress_monitor(trtm: TrtModule, say: Progress):
 def _logger(trtm: TrtModule, sink: list[str]):
     trt = trtm.trt
 
-    class Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+    class Logger(trt.ILogger):  # type: ignore[name-defined]  # a class of the TensorRT imported at run time
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
 
@@ -392,7 +400,7 @@ def build_engine(
         info = _sidecar(tmp, plan_sha, src, model, trtm, opts, precision, profiles, targets, _io_table(network), seconds, log)
         info["engine"] = out.name
         side = write_json(sidecar_path(out), info)  # the sidecar first: an engine never appears without one
-    if cache_bytes is not None:
-        with atomic_path(opts.timing_cache) as tmp:  # type: ignore[arg-type]
+    if cache_bytes is not None and opts.timing_cache:  # cache_bytes: only where a timing cache was asked for
+        with atomic_path(opts.timing_cache) as tmp:
             tmp.write_bytes(cache_bytes)
     return BuildResult(out, side, info, notes)
