@@ -290,13 +290,13 @@ class _Smoke:
         with runner as r:
             st = measure(r, _feed(), TimingOptions(100, 20, 1000), window=sampler)
             mem = sampler.memory_seen()
-        e = energy_figures(sampler.joules, sampler.seconds, st.iterations * st.batch, None)
-        if "mj_per_image" not in e:
-            raise AssertionError(e["reason"])
+        fig = energy_figures(sampler.joules, sampler.seconds, st.iterations * st.batch, None)
+        if "mj_per_image" not in fig:
+            raise AssertionError(fig["reason"])
         used = ", ".join(f"{k} {v}" for k, v in mem.items() if k.endswith("bytes"))
         return (
-            f"{sampler.describe()}, the GPU matched by {sampler.matched_by}: {e['mean_watts']:.1f} W under load, "
-            f"{e['mj_per_image']:.3f} mJ/image over wall time; memory: {used or 'not readable'}"
+            f"{sampler.describe()}, the GPU matched by {sampler.matched_by}: {fig['mean_watts']:.1f} W under load, "
+            f"{fig['mj_per_image']:.3f} mJ/image over wall time; memory: {used or 'not readable'}"
         )
 
 

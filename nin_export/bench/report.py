@@ -117,10 +117,15 @@ def _env_table(results: list[dict[str, Any]], out: Path) -> list[str]:
     return lines
 
 
+def _field(d: dict[str, Any], key: str | tuple[str, str]) -> Any:
+    """``d[key]``, or ``d[key[0]][key[1]]`` for a pair of keys; None where missing."""
+    return d.get(key) if isinstance(key, str) else (d.get(key[0]) or {}).get(key[1])
+
+
 def _models_table(res: dict[str, Any]) -> list[str]:
     model, baseline = res["config"]["model"], res["config"]["baseline"]
     a, b = res["models"].get(model, {}), res["models"].get(baseline, {})
-    keys = [("parameters", "params", "int"), ("MACs per image", "macs", "int")]
+    keys: list[tuple[str, str | tuple[str, str], str]] = [("parameters", "params", "int"), ("MACs per image", "macs", "int")]
     keys += [(f"weights {p}", ("weight_bytes", p), "bytes") for p in (p.value for p in PRECISIONS)]
     art = sorted(set(a.get("artifact_bytes", {})) | set(b.get("artifact_bytes", {})))
     keys += [(f"file {k}", ("artifact_bytes", k), "bytes") for k in art]
@@ -132,8 +137,7 @@ def _models_table(res: dict[str, Any]) -> list[str]:
         f"| weights | {a.get('weights', '-')} | {b.get('weights', '-')} | |",
     ]
     for label, key, kind in keys:
-        get = (lambda d, k=key: d.get(k)) if isinstance(key, str) else (lambda d, k=key: (d.get(k[0]) or {}).get(k[1]))
-        va, vb = get(a), get(b)
+        va, vb = _field(a, key), _field(b, key)
         lines.append(f"| {label} | {_fmt(va, kind)} | {_fmt(vb, kind)} | {_fmt(_ratio(vb, va), 'ratio')} |")
     if acc_a is not None:
         ref = a.get("reference", {})
@@ -513,7 +517,7 @@ def _energy(res: dict[str, Any]) -> list[str]:
     model, baseline = res["config"]["model"], res["config"]["baseline"]
     rows = [e for e in pair_ratios(res) if _mj_per_image(e["nin"]) and _mj_per_image(e["twin"])]
     if not rows:
-        reasons = {(r.get("energy") or {}).get("reason") for r in _ok_rows(res)} - {None}
+        reasons = {why for r in _ok_rows(res) if (why := (r.get("energy") or {}).get("reason")) is not None}
         return ["### Energy", "", "Not measured: " + ("; ".join(sorted(reasons)) or "no power source was sampled") + ".", ""]
     src = rows[0]["nin"]["energy"]["source"]
     lines = [

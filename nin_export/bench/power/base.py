@@ -14,7 +14,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11+: read by the type checker only
 
 __all__ = [
     "PowerSample",
@@ -77,7 +80,7 @@ class PowerSampler:
                 pass  # a sensor that misses one read does not end the run
             self._stop.wait(self.interval_s)
 
-    def start(self) -> "PowerSampler":
+    def start(self) -> Self:
         self.samples, self._energy_j = [], None
         self._stop.clear()
         self._t0 = time.perf_counter()
@@ -85,14 +88,14 @@ class PowerSampler:
         self._thread.start()
         return self
 
-    def stop(self) -> "PowerSampler":
+    def stop(self) -> Self:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._t1 = time.perf_counter()
         return self
 
-    def __enter__(self) -> "PowerSampler":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -22,6 +22,16 @@ __all__ = ["SKIP_LABELS", "Ina3221Sampler", "find_ina3221_rails"]
 SKIP_LABELS = ("sum of shunt voltages", "nc")  # not rails: the shunt sum, and channels wired to nothing (jtop skips "NC")
 
 
+def _milliwatts(power: Path) -> Callable[[], float]:
+    """Watts from a power file in mW."""
+    return lambda: read_int(power) / 1000.0
+
+
+def _volt_amps(v: Path, i: Path) -> Callable[[], float]:
+    """Watts from a voltage file in mV and a current file in mA."""
+    return lambda: read_int(v) * read_int(i) / 1e6
+
+
 def _iio_rails(root: Path) -> dict[str, Callable[[], float]]:
     """JetPack 4.6: the ina3221x driver's iio devices (mW where the channel has a power file, else mV x mA)."""
     rails: dict[str, Callable[[], float]] = {}
@@ -33,10 +43,9 @@ def _iio_rails(root: Path) -> dict[str, Callable[[], float]]:
                 continue
             power = dev / f"in_power{c}_input"
             if power.exists():
-                rails[label] = lambda p=power: read_int(p) / 1000.0
+                rails[label] = _milliwatts(power)
             else:
-                v, i = dev / f"in_voltage{c}_input", dev / f"in_current{c}_input"
-                rails[label] = lambda v=v, i=i: read_int(v) * read_int(i) / 1e6
+                rails[label] = _volt_amps(dev / f"in_voltage{c}_input", dev / f"in_current{c}_input")
     return rails
 
 
@@ -50,9 +59,7 @@ def _hwmon_rails(root: Path, rails: dict[str, Callable[[], float]]) -> None:
             v, i = dev / f"in{c}_input", dev / f"curr{c}_input"
             if label.lower() in SKIP_LABELS or not (v.exists() and i.exists()):
                 continue
-            rails[label if label not in rails else f"{label}@{dev.parent.parent.name}"] = lambda v=v, i=i: (
-                read_int(v) * read_int(i) / 1e6
-            )
+            rails[label if label not in rails else f"{label}@{dev.parent.parent.name}"] = _volt_amps(v, i)
 
 
 def find_ina3221_rails(root: str | os.PathLike = "/sys/bus/i2c/drivers") -> dict[str, Callable[[], float]]:

@@ -9,9 +9,12 @@ import os
 import re
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .base import PowerSample, PowerSampler, PowerSourceUnavailable, register_source
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11+: read by the type checker only
 
 __all__ = ["NvmlSampler", "match_nvml_device", "visible_device", "torch_gpu_identity"]
 
@@ -50,11 +53,11 @@ def match_nvml_device(uuid: str | None, pci_bus_id: str | None, nvml_devices: li
 def visible_device(env: dict[str, str] | None = None) -> tuple[str | None, int | None]:
     """CUDA device 0 as CUDA_VISIBLE_DEVICES names it: (its UUID, None) or (None, its NVML index, where
     CUDA_DEVICE_ORDER=PCI_BUS_ID makes CUDA's and NVML's numbering agree); (None, None) where it does not say."""
-    env = os.environ if env is None else env
-    first = env.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    seen: Mapping[str, str] = os.environ if env is None else env
+    first = seen.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
     if first.upper().startswith(("GPU-", "MIG-")):
         return first, None
-    if first.isdigit() and env.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID":
+    if first.isdigit() and seen.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID":
         return None, int(first)
     return None, None
 
@@ -121,8 +124,10 @@ class NvmlSampler(PowerSampler):
             return handles[i], "uuid" if _norm_uuid(ids[i][0]) == _norm_uuid(uuid) else "pci bus id"
         visible_uuid, index = visible_device()
         i = match_nvml_device(visible_uuid, None, ids)
-        if i is not None or (index is not None and index < len(handles)):
-            return handles[i if i is not None else index], "CUDA_VISIBLE_DEVICES"
+        if i is None and index is not None and index < len(handles):
+            i = index
+        if i is not None:
+            return handles[i], "CUDA_VISIBLE_DEVICES"
         if len(handles) == 1:
             return handles[0], "the only GPU NVML sees"
         raise PowerSourceUnavailable(
@@ -140,12 +145,12 @@ class NvmlSampler(PowerSampler):
         except self.nvml.NVMLError as e:  # a missed reading: the poll loop skips it, as a sensor's OSError
             raise OSError(str(e)) from None
 
-    def start(self) -> "NvmlSampler":
+    def start(self) -> Self:
         if self.counter:
             self._e0 = self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
         return super().start()  # power samples too, for the trace
 
-    def stop(self) -> "NvmlSampler":
+    def stop(self) -> Self:
         super().stop()
         if self.counter:
             self._energy_j = (self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) - self._e0) / 1000.0

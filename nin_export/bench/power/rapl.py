@@ -6,8 +6,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .base import PowerSampler, PowerSourceUnavailable, read_int, register_source
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11+: read by the type checker only
 
 __all__ = ["RaplSampler"]
 
@@ -55,13 +59,13 @@ class RaplSampler(PowerSampler):
     def _energy(self) -> list[int]:
         return [read_int(d / "energy_uj") for d, _ in self.domains]
 
-    def start(self) -> "RaplSampler":
+    def start(self) -> Self:
         self.samples, self._energy_j = [], None
         self._e0 = self._energy()
         self._t0 = time.perf_counter()
         return self
 
-    def stop(self) -> "RaplSampler":
+    def stop(self) -> Self:
         e1 = self._energy()
         self._t1 = time.perf_counter()
         uj = sum((b - a) % rng if b < a else b - a for (a, b, (_, rng)) in zip(self._e0, e1, self.domains))

@@ -11,10 +11,13 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import PowerSample, PowerSampler, PowerSourceUnavailable, register_source
 from .jetson import board_total
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11+: read by the type checker only
 
 __all__ = ["TegrastatsSampler", "parse_tegrastats"]
 
@@ -44,9 +47,10 @@ class TegrastatsSampler(PowerSampler):
 
     def __init__(self, exe: str | None = None, interval_ms: int = 100) -> None:
         super().__init__()
-        self.exe = exe or shutil.which("tegrastats")
-        if not self.exe:
+        found = exe or shutil.which("tegrastats")
+        if not found:
             raise PowerSourceUnavailable("tegrastats is not on PATH (JetPack installs it in /usr/bin)")
+        self.exe = found
         self.interval_ms = interval_ms
         self._proc: subprocess.Popen | None = None
         self.ram_used_mb: list[int] = []
@@ -63,7 +67,7 @@ class TegrastatsSampler(PowerSampler):
             if "ram_used_mb" in parsed:
                 self.ram_used_mb.append(parsed["ram_used_mb"])
 
-    def start(self) -> "TegrastatsSampler":
+    def start(self) -> Self:
         """Start tegrastats and wait (up to ``STARTUP_S``) for its first line, so that the window starts with
         a sample: a short timed loop would otherwise end before the subprocess has printed anything."""
         self.samples, self.ram_used_mb = [], []
@@ -78,7 +82,7 @@ class TegrastatsSampler(PowerSampler):
         self._t0 = time.perf_counter()
         return self
 
-    def stop(self) -> "TegrastatsSampler":
+    def stop(self) -> Self:
         self._t1 = time.perf_counter()
         self._stop.set()
         if self._proc is not None:
