@@ -264,7 +264,7 @@ def train(
     model.to(device)
     history, kept = _fit(model, fit, val, optimizer, lr, opts, device, say, on_epoch)
     test_top1, test_top5 = _accuracy(model, test.x, test.labels)
-    model.cpu().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # as in _fit
+    model.cpu().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # torch's stubs of Module.to omit memory_format
     cfg = model.config
     meta = replace(
         model.meta,  # name, classes, channels, input size, fc_width, normalization (pre's), head

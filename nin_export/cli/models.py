@@ -43,4 +43,4 @@ def summary_cmd(model: str, **kw: Any) -> None:
 
     m = MODEL_SHAPE.build(model, None, kw)
     cfg = m.config
-    print_summary(model, cfg, summarize(m, (cfg["in_channels"], *cfg["input_size"])), WEIGHT_BYTES_RULE)
+    print_summary(model, cfg, summarize(m, m.input_shape), WEIGHT_BYTES_RULE)

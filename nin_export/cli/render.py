@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.console import JustifyMethod
 from rich.markup import escape
 from rich.table import Table
 
@@ -13,10 +14,10 @@ from ..trt import EngineInfo
 from ._app import console, err_console, warn
 
 
-def _table(title: str | None, columns: tuple[tuple[str, str], ...], **kw: Any) -> Table:
+def _table(title: str | None, columns: tuple[tuple[str, JustifyMethod], ...], **kw: Any) -> Table:
     table = Table(title=title, **kw)
     for col, just in columns:
-        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+        table.add_column(col, justify=just, no_wrap=True)
     return table
 
 
@@ -50,10 +51,16 @@ def print_models(rows: list[tuple[str, Any, Any]]) -> None:
 
 
 def print_summary(model: str, cfg: dict[str, Any], s: Any, rule: str) -> None:
-    cols = (("layer", "left"), ("type", "left"), ("output", "left"), ("params", "right"), ("MACs", "right"))
+    cols: tuple[tuple[str, JustifyMethod], ...] = (
+        ("layer", "left"),
+        ("type", "left"),
+        ("output", "left"),
+        ("params", "right"),
+        ("MACs", "right"),
+    )
     table = Table(title=f"{model}: input {cfg['in_channels']}x{cfg['input_size'][0]}x{cfg['input_size'][1]}")
     for col, just in cols:
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+        table.add_column(col, justify=just)
     for layer in s.layers:
         table.add_row(
             layer.name,

@@ -19,7 +19,7 @@ from .errors import FileFormatError, OutputPathError, first_line
 try:
     import fcntl
 except ImportError:  # not POSIX: no locks, the PID and age checks still stand
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # the checker sees the POSIX module; elsewhere it is absent
 
 __all__ = [
     "atomic_path",

@@ -12,13 +12,16 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import FileFormatError
 
 __all__ = ["load_settings", "from_dict"]
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")  # a settings class is a dataclass
 
 
 def _describe(tp: Any) -> str:
@@ -78,7 +81,7 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     if not isinstance(data, dict):
         raise FileFormatError(f"{where} is {data!r}, expected a table of settings")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise FileFormatError(f"{where} has unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")

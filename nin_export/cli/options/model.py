@@ -24,6 +24,7 @@ from ._base import Group, opt
 
 if TYPE_CHECKING:
     from ...export.exporter import ExportOptions
+    from ...models import Classifier
     from ...train import TrainOptions
 
 
@@ -52,7 +53,7 @@ class ModelArgs(Group):
     def parse(self, kw: dict[str, Any]) -> dict[str, Any]:
         return self.take(kw)
 
-    def build(self, model: str, weights: str | None, kw: dict[str, Any]) -> Any:
+    def build(self, model: str, weights: str | None, kw: dict[str, Any]) -> Classifier:
         """The model ``model`` with this group's values from ``kw`` (and ``weights``), built."""
         from ...models import build_model
 
