@@ -120,7 +120,11 @@ def _export(plan: ArtifactPlan, ckpt: Path) -> dict[str, Any]:
     from .export.exporter import ExportOptions, export_model
     from .models import build_model
 
-    res = export_model(build_model(plan.model, ckpt, **plan.model_kwargs), plan.out_dir, weights=ckpt, options=ExportOptions())
+    # a random init (the factory's own) is exported as one: its metadata says so, and the INT8 agreement
+    # gate, meaningless on near-flat random logits, is not applied to its graphs
+    random_init = plan.weights is None and CHECKPOINT not in plan.given
+    model = build_model(plan.model, ckpt, **plan.model_kwargs)
+    res = export_model(model, plan.out_dir, weights=None if random_init else ckpt, options=ExportOptions())
     return {"nodes": res.nodes, "sim_nodes": res.sim_nodes}
 
 

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from nin_export.bench.results import load_results
+from nin_export.core.enums import CalibMethod
 from nin_export.core.errors import FileFormatError, NinExportError
 from nin_export.core.meta import ModelMeta
 from nin_export.pipeline import PipelineConfig, load_config, run_pipeline
@@ -89,18 +90,22 @@ def test_pipeline_state_loader(tmp_path):
 def test_config_loader_checks_types_against_the_config_class(tmp_path):
     toml = tmp_path / "p.toml"
     toml.write_text(
-        'model = "nin-cifar10"\n[train]\nepochs = 3\npatience = 0\n[bench]\nbatches = [1, 4]\nmin_ms = 50\n'
-        "[build]\nengines = false\n[quantize]\ncalib_count = 64\n"
+        'model = "nin-cifar10"\n[train]\nepochs = 3\npatience = 0\n[bench]\nbatches = [1, 4]\n[bench.timing]\nmin_ms = 50\n'
+        '[bench.power]\nsource = "none"\n[build]\nengines = false\ntargets = ["SM86"]\n'
+        '[quantize]\ncalib_count = 64\ncalib_method = "entropy"\n'  # enums and tuples from their names and lists
     )
     cfg = load_config(toml)
-    assert cfg.train.epochs == 3 and cfg.train.patience == 0 and cfg.bench.batches == [1, 4] and cfg.bench.min_ms == 50.0
+    assert cfg.train.epochs == 3 and cfg.train.patience == 0 and cfg.bench.batches == [1, 4] and cfg.bench.timing.min_ms == 50.0
     assert cfg.build.engines is False and cfg.quantize.calib_count == 64 and cfg.train.batch_size == 64
+    assert cfg.bench.power.source == "none" and cfg.build.targets == ("SM86",) and cfg.quantize.calib_method is CalibMethod.ENTROPY
     for text, match in (
         ('[train]\nepochs = "ten"\n', "train.epochs is 'ten', expected int"),
         ('[bench]\nbatches = [1, "x"]\n', r"bench.batches\[1\]"),
         ("epochs = 3\n", "unknown keys epochs"),
         ("[train]\nepochs = true\n", "expected int"),
-        ("[bench]\nmin_ms = inf\n", "finite"),
+        ("[bench.timing]\nmin_ms = inf\n", "finite"),
+        ('[quantize]\ncalib_method = "kl"\n', "quantize.calib_method is 'kl', expected one of minmax, entropy, percentile"),
+        ("[bench]\nmin_ms = 50\n", "unknown keys min_ms"),
         ("train = 3\n", "expected a table"),
     ):
         toml.write_text(text)

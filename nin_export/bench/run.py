@@ -239,7 +239,8 @@ class Reference:
 
 def _reference(cfg: BenchConfig, name: str, made: Artifacts, work: Path, info: dict[str, Any]) -> Reference:
     c, h, w = info["input_shape"]
-    source = open_source(cfg.data, Preprocess.for_spec(get_spec(name), c, (h, w)))  # type: ignore[arg-type]
+    assert cfg.data is not None  # no data: no reference (run_bench)
+    source = open_source(cfg.data, Preprocess.for_spec(get_spec(name), c, (h, w)))
     _, test = source.split()
     held = source.load(test[: cfg.eval_count])
     path = work / name / "reference_inputs.npy"
@@ -392,6 +393,7 @@ def _measure_model(
                     reason += " (the engine was built ahead of time: its size is recorded)"
                 run.add_rows(name, rt, prec, status, reason, artifact=artifact)
                 continue
+            assert artifact is not None  # a missing artifact is a problem above
             device = rt.resolve_device(run.gpu)
             run.say(f"{name} / {rt.name} / {prec.value}")
             target = RunTarget(
