@@ -295,7 +295,8 @@ def test_entropy_matches_the_reference_algorithm():
 
 def test_entropy_calibration_clips_on_abs_values():
     """Through a graph: the values of the hand-computed histogram, signs mixed and the outlier negative, give a
-    range of +-(the body's end), as |x| and not a signed histogram decides."""
+    range of +-(the body's end), as |x| and not a signed histogram decides. The network input itself keeps its
+    observed range (the image's brightest pixels are signal)."""
     from onnx import helper
 
     from nin_export.core.enums import CalibMethod
@@ -306,14 +307,19 @@ def test_entropy_calibration_clips_on_abs_values():
     vals[1::2] *= -1
     x = vals.astype(np.float32).reshape(1, -1)
     g = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Neg", ["y"], ["z"])],
+        [
+            helper.make_node("Identity", ["x"], ["xi"]),
+            helper.make_node("Relu", ["xi"], ["y"]),
+            helper.make_node("Neg", ["y"], ["z"]),
+        ],
         "g",
         [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, x.shape[1]])],
         [helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [None, x.shape[1]])],
     )
     ranges = calibrate(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), x, CalibMethod.ENTROPY)
-    lo, hi = ranges["x"]
+    lo, hi = ranges["xi"]
     assert lo == pytest.approx(-256 * w, rel=1e-6) and hi == pytest.approx(255.5 * w, rel=1e-6)  # hi: the largest seen
+    assert ranges["x"] == (pytest.approx(-2048 * w), pytest.approx(255.5 * w))  # the input: as observed
     assert ranges["y"][0] == 0 and ranges["y"][1] <= 256 * w  # a ReLU's output keeps its lowest value, 0
 
 
