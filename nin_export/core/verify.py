@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
@@ -32,12 +33,13 @@ class Tolerance:
     min_cosine: float = 0.0
 
     def describe(self) -> str:
-        s = f"max|diff| <= {self.atol:g} + {self.rtol:g} * max|ref|"
+        """The bounds that apply (an infinite atol bounds nothing, so it is not said)."""
+        parts = [f"max|diff| <= {self.atol:g} + {self.rtol:g} * max|ref|"] if math.isfinite(self.atol) else []
         if self.min_top1:
-            s += f", top-1 agreement >= {self.min_top1:.0%}"
+            parts.append(f"top-1 agreement >= {self.min_top1:.0%}")
         if self.min_cosine:
-            s += f", cosine >= {self.min_cosine:g}"
-        return s
+            parts.append(f"cosine >= {self.min_cosine:g}")
+        return ", ".join(parts) or "any outputs"
 
 
 FP32_TOLERANCE = Tolerance()  # an export, or onnxsim, against PyTorch
