@@ -3,7 +3,9 @@ import os
 import pytest
 from click.testing import CliRunner
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Before torch is imported: one thread per xdist worker (the workers share the cores; more only thrash), two
+# when the suite runs in one process. The CLI subprocesses the tests start inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
 
 
 @pytest.fixture

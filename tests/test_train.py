@@ -16,8 +16,9 @@ def _final_conv(model: nn.Module) -> nn.Conv2d:
 
 
 def test_default_recipe_makes_nin_learn(tmp_path):
-    # 16x16 digits keep this to seconds; at 32x32 and 10 epochs it reaches ~98% (benchmarks/train_recipe.py)
-    meta = train("nin-cifar10", "digits", tmp_path / "n.pt", TrainOptions(epochs=6, input_size=16, threads=2))
+    # 16x16 digits and 3 epochs keep this to seconds (loss 2.20 -> 0.61, test top-1 85.5% here); at 32x32 and 10
+    # epochs it reaches ~98% (benchmarks/train_recipe.py)
+    meta = train("nin-cifar10", "digits", tmp_path / "n.pt", TrainOptions(epochs=3, input_size=16))
     losses = [h["train_loss"] for h in meta["history"]]
     assert losses[-1] < 1.0 < losses[0], losses  # left ln(10) = 2.30, the loss of all-zero logits
     assert meta["accuracy"]["test_top1"] > 0.6, meta["accuracy"]
