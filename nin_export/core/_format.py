@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["fmt_bytes", "fmt_int", "fmt_macs"]
+__all__ = ["fmt_bytes", "fmt_int", "fmt_macs", "share"]
 
 
 def fmt_bytes(n: float | None, digits: int = 2) -> str:
@@ -22,3 +22,9 @@ def fmt_int(n: int) -> str:
 
 def fmt_macs(n: int) -> str:
     return f"{n / 1e9:.3f} G" if n >= 1e9 else f"{n / 1e6:.1f} M"
+
+
+def share(p: float) -> str:
+    """A share given as a fraction (an agreement floor, --min-agreement), as a percentage with the precision
+    it was given: 0.999 is 99.9%, never rounded up to an impossible-looking 100%."""
+    return f"{p * 100:.10g}%"

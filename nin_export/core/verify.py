@@ -8,6 +8,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ._format import share
 from .enums import Precision
 from .precision import PRECISIONS
 
@@ -36,7 +37,7 @@ class Tolerance:
         """The bounds that apply (an infinite atol bounds nothing, so it is not said)."""
         parts = [f"max|diff| <= {self.atol:g} + {self.rtol:g} * max|ref|"] if math.isfinite(self.atol) else []
         if self.min_top1:
-            parts.append(f"top-1 agreement >= {self.min_top1:.0%}")
+            parts.append(f"top-1 agreement >= {share(self.min_top1)}")  # as precise as given: 0.999 is 99.9%
         if self.min_cosine:
             parts.append(f"cosine >= {self.min_cosine:g}")
         return ", ".join(parts) or "any outputs"

@@ -636,22 +636,8 @@ def _keep_float_for(job: _Job, plan: _Int8Plan, graph: onnx.ModelProto, floats: 
     return graph
 
 
-@dataclass(frozen=True)
-class _Gate(Tolerance):
-    """The check of a converted graph against its parent, described by the bounds that apply (FP16 and INT8
-    set no absolute bound) and with the agreement floor as precise as it was given."""
-
-    def describe(self) -> str:
-        parts = [f"max|diff| <= {self.atol:g} + {self.rtol:g} * max|ref|"] if math.isfinite(self.atol) else []
-        if self.min_top1:
-            parts.append(f"top-1 agreement >= {share(self.min_top1)}")
-        if self.min_cosine:
-            parts.append(f"cosine >= {self.min_cosine:g}")
-        return ", ".join(parts)
-
-
 def _tolerance(prec: Precision, options: QuantizeOptions, meta: ModelMeta, synthetic: bool) -> Tolerance:
-    tol = _Gate(**dataclasses.asdict(tolerance_for(prec)))
+    tol = tolerance_for(prec)
     if prec is Precision.INT8 and meta.weights != "random-init" and not synthetic:
         tol = dataclasses.replace(tol, min_top1=options.agreement_floor)
     return tol

@@ -16,6 +16,7 @@ from typing import Any, Callable, TypedDict
 import numpy as np
 import onnx
 
+from ..core._format import share
 from ..core._io import atomic_path, check_outputs, write_json
 from ..core.errors import VerificationError
 
@@ -35,12 +36,6 @@ __all__ = [
 
 Progress = Callable[[str], None]
 Run = Callable[[onnx.ModelProto], np.ndarray]  # a graph's logits on the held-out images
-
-
-def share(p: float) -> str:
-    """A share given as a fraction (an agreement floor, --min-agreement), as a percentage with the precision
-    it was given: 0.999 is 99.9%, never rounded up to an impossible-looking 100%."""
-    return f"{p * 100:.10g}%"
 
 
 def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
