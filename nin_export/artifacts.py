@@ -83,12 +83,11 @@ class ArtifactPlan:
 
 @dataclass
 class Artifacts:
-    """What a plan produced: the files, why any is missing ((status, reason)), and each step's result."""
+    """What a plan produced: the files, and why any is missing ((status, reason))."""
 
     plan: ArtifactPlan
     files: dict[ArtifactKey, Path] = field(default_factory=dict)
     problems: dict[ArtifactKey, tuple[str, str]] = field(default_factory=dict)
-    results: dict[ArtifactKey, Any] = field(default_factory=dict)
 
     def labelled(self) -> dict[str, Path]:
         return {k.label: p for k, p in self.files.items()}
@@ -197,7 +196,7 @@ def make_artifacts(plan: ArtifactPlan, step: Step | None = None, say: Say | None
         inputs, outputs, work = _work(plan, key, made.files[parent] if parent is not None else None)
         say(f"{plan.model}: making {key.label}")
         try:
-            made.results[key] = step(_step_name(plan.model, key), inputs, outputs, work)
+            step(_step_name(plan.model, key), inputs, outputs, work)
         except NinExportError as e:
             made.problems[key] = ("failed", f"{_what(key)}: {first_line(e)}")
             continue

@@ -35,7 +35,7 @@ from .evaluate import evaluate
 from .models import DEFAULT_MODEL, build_model, get_spec
 from .quantize.ptq import QuantizeOptions
 from .runners.timing import TimingOptions
-from .runtimes import RUNTIMES, get_runtime
+from .runtimes import select_runtimes
 from .train import TrainOptions, train
 from .trt import BuildOptions, load_trt
 
@@ -229,8 +229,7 @@ def _keys(cfg: PipelineConfig, have_trt: bool) -> set[ArtifactKey]:
     keys = {ArtifactKey(ArtifactKind.ONNX, p) for p in Precision}
     if have_trt:
         keys |= {ArtifactKey(ArtifactKind.ENGINE, p) for p in Precision}
-    rows = [get_runtime(b) for b in cfg.bench.backends] if cfg.bench.backends else list(RUNTIMES)
-    rows = [r for r in rows if have_trt or r.artifact is not ArtifactKind.ENGINE]
+    rows = [r for r in select_runtimes(cfg.bench.backends) if have_trt or r.artifact is not ArtifactKind.ENGINE]
     return keys | keys_for_rows(rows, list(Precision))
 
 

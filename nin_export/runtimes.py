@@ -19,7 +19,16 @@ from .core.enums import Int8Target, Precision
 from .core.errors import NinExportError
 from .runners.base import Runner
 
-__all__ = ["ArtifactKind", "RunTarget", "Runtime", "RUNTIMES", "get_runtime", "runtime_for_artifact", "runtime_help"]
+__all__ = [
+    "ArtifactKind",
+    "RunTarget",
+    "Runtime",
+    "RUNTIMES",
+    "get_runtime",
+    "select_runtimes",
+    "runtime_for_artifact",
+    "runtime_help",
+]
 
 
 @dataclass(frozen=True)
@@ -229,6 +238,11 @@ def get_runtime(name: str) -> Runtime:
         if name in (r.name, r.alias):
             return r
     raise NinExportError(f"unknown runtime '{name}': choose from {', '.join(r.alias for r in RUNTIMES)}")
+
+
+def select_runtimes(names: list[str] | None) -> list[Runtime]:
+    """The rows named (names or short names), or every row when none is named."""
+    return [get_runtime(n) for n in names] if names else list(RUNTIMES)
 
 
 def runtime_for_artifact(kind: ArtifactKind) -> Runtime:

@@ -33,7 +33,7 @@ from ..models import DEFAULT_MODEL, build_model, get_spec
 from ..models.summary import check_memory, summarize
 from ..quantize.ptq import QuantizeOptions
 from ..runners.timing import TimingOptions
-from ..runtimes import RUNTIMES, RunTarget, Runtime, get_runtime
+from ..runtimes import RUNTIMES, RunTarget, Runtime, get_runtime, select_runtimes
 from ..trt import BuildOptions, read_engine_info, sidecar_path
 from .power import PowerOptions
 from .results import new_results
@@ -77,7 +77,7 @@ class BenchConfig:
         return [(self.model, "model"), (baseline, "baseline")]
 
     def rows(self) -> list[Runtime]:
-        return [get_runtime(n) for n in self.runtimes] if self.runtimes else list(RUNTIMES)
+        return select_runtimes(self.runtimes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
