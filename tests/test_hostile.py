@@ -1,4 +1,6 @@
-"""Hostile input, tried as a user would: the real CLI in a subprocess, for every command.
+"""Hostile input, tried as a user would: the real CLI in a process of its own, for every command (a child
+of a fork server that has imported torch once, see _forkserver.py; a fresh interpreter where a test needs
+one, or for every call with NIN_EXPORT_TEST_FRESH=1).
 
 Every case must end with exit status 1, exactly one line on stderr that starts with 'error:', no
 traceback, and every file that existed before byte-identical (sha256) afterwards, with no
@@ -28,6 +30,8 @@ from nin_export.export.exporter import export_model
 from nin_export.models import create_model
 from nin_export.quantize.ptq import QuantizeOptions, quantize
 
+from ._forkserver import run_forked
+
 CLI = [sys.executable, "-c", "from nin_export.cli import main; main()"]
 
 try:
@@ -38,8 +42,15 @@ except ImportError:
     HAVE_RTX = False
 
 
+FRESH = os.environ.get("NIN_EXPORT_TEST_FRESH", "") not in ("", "0")  # every call in a fresh interpreter
+
+
 def run_cli(args, cwd, env=None, preexec_fn=None, timeout=300):
+    """The CLI as a user runs it, in a process of its own: a child of the fork server (see _forkserver.py),
+    or a fresh interpreter where the test sets a process limit or NIN_EXPORT_TEST_FRESH=1 is set."""
     e = {**os.environ, "NIN_EXPORT_DEBUG": "", "OMP_NUM_THREADS": "2", **(env or {})}
+    if preexec_fn is None and not FRESH:
+        return run_forked([str(a) for a in args], str(cwd), e, timeout)
     return subprocess.run(
         [*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, env=e, timeout=timeout, preexec_fn=preexec_fn
     )
@@ -324,6 +335,21 @@ def test_hostile_input_engines(ws, args, needle):
 
 def test_enough_cases():
     assert len(CASES) + len(TRT_CASES) >= 60
+
+
+def test_the_fork_server_answers_as_a_fresh_interpreter(ws):
+    """The cases above run in the fork server's children: a usage error, a refusal that loads torch, a
+    traceback and a success print the same, byte for byte, as in a fresh interpreter."""
+    e = {**os.environ, "NIN_EXPORT_DEBUG": "", "OMP_NUM_THREADS": "2"}
+    for args in (
+        ["bogus-command"],
+        ["onnx", "--weights", "nan.pt", "-o", "out"],
+        ["--debug", "eval", "missing.pt"],
+        ["inspect", "nin-cifar10.sim.onnx"],
+    ):
+        fresh = subprocess.run([*CLI, *args], cwd=ws, capture_output=True, text=True, env=e, timeout=300)
+        forked = run_forked(args, str(ws), e, 300)
+        assert (forked.returncode, forked.stdout, forked.stderr) == (fresh.returncode, fresh.stdout, fresh.stderr), args
 
 
 def test_debug_shows_the_traceback(ws):

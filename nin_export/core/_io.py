@@ -55,9 +55,9 @@ def ensure_dir(path: str | os.PathLike, what: str = "output directory", hint: st
 
 
 # Temporary names: ".<name>.nin-<pid>-<run token>-<8 random>[<suffix>.tmp]". The run token is new in every
-# process, so a sweep never takes a name another run (or a user) chose; the writer holds an flock on each
-# temporary file and folder while it lives, so a sweep in another container (whose PIDs mean nothing here)
-# leaves a live one alone.
+# process (a forked child gets its own), so a sweep never takes a name another run (or a user) chose; the
+# writer holds an flock on each temporary file and folder while it lives, so a sweep in another container
+# (whose PIDs mean nothing here) leaves a live one alone.
 RUN_TOKEN = secrets.token_hex(6)
 RUN_STARTED = time.time()
 _NAME_MAX = 255  # bytes, the usual limit of one path component
@@ -133,6 +133,18 @@ def _stale(p: Path) -> bool:
 
 
 _SWEPT: set[str] = set()  # directories already swept by this process
+
+
+def _new_run() -> None:
+    """A forked child is a run of its own (multiprocessing's fork start method, a fork server): a new token,
+    a new start time, and no folder swept yet."""
+    global RUN_TOKEN, RUN_STARTED
+    RUN_TOKEN, RUN_STARTED = secrets.token_hex(6), time.time()
+    _SWEPT.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_run)
 
 
 def sweep_stale_temps(directory: str | os.PathLike) -> list[Path]:
