@@ -161,7 +161,7 @@ def gemm_limits(threads: int) -> dict[str, Any]:
 
 
 def _calib_and_held_out(name: str, model: torch.nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    c, (h, w) = model.config["in_channels"], model.config["input_size"]
+    c, h, w = model.input_shape
     source = open_source("digits", Preprocess.for_spec(get_spec(name), c, (h, w)))
     train, test = source.split()
     held = source.load(test)
@@ -192,7 +192,7 @@ def prepare(name: str, ckpt: Path | None, work: Path) -> dict[str, Any]:
         opts = QuantizeOptions(Precision.INT8, calib_data="digits", calib_count=CALIB, cache_dir=None, target=t)
         graphs[f"int8-{t.value}"] = quantize(fp32, opts, output=d / f"{name}.int8.{t.value}.onnx").path
     graphs["int8-nncf"], nncf_note = _nncf_ir(fp32, calib, d / f"{name}.int8.nncf.xml")
-    c, (h, w) = model.config["in_channels"], model.config["input_size"]
+    c, h, w = model.input_shape
     info = {"macs": summarize(model, (c, h, w)).macs, "input_shape": [c, h, w], "weights": ckpt.name if ckpt else "random (seed 0)"}
     return {"name": name, "model": model, "graphs": graphs, "held": (held_x, held_y), "info": info, "nncf_note": nncf_note}
 

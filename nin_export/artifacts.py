@@ -111,7 +111,7 @@ def _init(plan: ArtifactPlan) -> dict[str, Any]:
     torch.manual_seed(plan.seed)
     model = build_model(plan.model, None, **plan.model_kwargs)
     with atomic_path(plan.path(CHECKPOINT), suffix=".pt") as tmp:
-        torch.save({"state_dict": model.state_dict(), "meta": {"model": plan.model, **model.config}}, tmp)
+        torch.save({"state_dict": model.state_dict(), "meta": model.meta.to_dict()}, tmp)
     return {"weights": f"random-init (seed {plan.seed})"}
 
 

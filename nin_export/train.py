@@ -265,14 +265,13 @@ def train(
     history, kept = _fit(model, fit, val, optimizer, lr, opts, device, say, on_epoch)
     test_top1, test_top5 = _accuracy(model, test.x, test.labels)
     model.cpu().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # torch's stubs of Module.to omit memory_format
-    cfg = model.config
     meta = replace(
         model.meta,  # name, classes, channels, input size, fc_width, normalization (pre's), head
         classes=classes,
         dataset=source.name,
         accuracy={"val_top1": history[kept - 1]["val_top1"], "test_top1": test_top1, "test_top5": test_top5},
         extra={
-            **{k: v for k, v in cfg.items() if k in ("dropout", "head_bias")},
+            **model.meta.extra,  # the builder options the recipe set: dropout, head_bias
             "split": {"train": len(fit.x), "val": len(val.x), "test": len(test.x), "seed": 0},
             "history": history,
             "kept_epoch": kept,

@@ -40,7 +40,7 @@ def test_export_simplify_verify_every_model(tmp_path, name, kw, exporter):
     assert res.sim_nodes <= res.nodes
     assert all(a.passed and a.top1_agreement == 1.0 for a in res.verification.values())
     # independent check at batch sizes other than the export's dummy batch (1)
-    c, (h, w) = model.config["in_channels"], model.config["input_size"]
+    c, h, w = model.input_shape
     for b in (4, 7):
         x = np.random.default_rng(b).standard_normal((b, c, h, w)).astype(np.float32)
         with torch.no_grad():

@@ -23,7 +23,7 @@ def n_params(m):
 def test_exact_parameter_counts(name, classes):
     m = create_model(name, num_classes=classes)
     assert n_params(m) == EXACT[(name, classes)]
-    assert summarize(m, (3, *m.config["input_size"])).params == EXACT[(name, classes)]
+    assert summarize(m, m.input_shape).params == EXACT[(name, classes)]
 
 
 def test_registry_has_every_model():
@@ -37,7 +37,7 @@ def test_registry_has_every_model():
 @pytest.mark.parametrize("name", ["nin-cifar10", "nin-imagenet", "nin-seed"])
 def test_nin_output_shape_and_size_agnostic(name):
     m = create_model(name, num_classes=7, in_channels=1).eval()
-    h, w = m.config["input_size"]
+    h, w = m.meta.input_size
     with torch.no_grad():
         assert m(torch.zeros(2, 1, h, w)).shape == (2, 7)
         assert m(torch.zeros(1, 1, h + 16, w + 32)).shape == (1, 7)  # global average pooling
@@ -98,7 +98,7 @@ def test_weights_state_dict_and_checkpoint_forms(tmp_path):
 def test_checkpoint_meta_fills_options(tmp_path):
     sd = create_model("nin-cifar10", num_classes=100).state_dict()
     torch.save({"state_dict": sd, "meta": {"model": "nin-cifar10", "num_classes": 100}}, tmp_path / "c100.pt")
-    assert build_model("nin-cifar10", tmp_path / "c100.pt").config["num_classes"] == 100
+    assert build_model("nin-cifar10", tmp_path / "c100.pt").meta.num_classes == 100
     _, meta = load_checkpoint(tmp_path / "c100.pt")
     assert meta.num_classes == 100 and meta.model == "nin-cifar10"
 

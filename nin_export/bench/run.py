@@ -138,7 +138,7 @@ def _model_info(cfg: BenchConfig, name: str) -> dict[str, Any]:
     """Counts and sizes of the model (checked against memory before anything is made)."""
     torch.manual_seed(cfg.seed)
     model = build_model(name, cfg.weights.get(name), **cfg.model_kwargs.get(name, {}))
-    c, (h, w) = model.config["in_channels"], model.config["input_size"]
+    c, h, w = model.input_shape
     check_memory(model, (c, h, w), max(cfg.batches), "--batch")
     s = summarize(model, (c, h, w))
     return {

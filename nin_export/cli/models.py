@@ -42,5 +42,4 @@ def summary_cmd(model: str, **kw: Any) -> None:
     from ..models.summary import WEIGHT_BYTES_RULE, summarize
 
     m = MODEL_SHAPE.build(model, None, kw)
-    cfg = m.config
-    print_summary(model, cfg, summarize(m, m.input_shape), WEIGHT_BYTES_RULE)
+    print_summary(model, m.input_shape, summarize(m, m.input_shape), WEIGHT_BYTES_RULE)

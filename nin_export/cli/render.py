@@ -50,7 +50,7 @@ def print_models(rows: list[tuple[str, Any, Any]]) -> None:
     )
 
 
-def print_summary(model: str, cfg: dict[str, Any], s: Any, rule: str) -> None:
+def print_summary(model: str, shape: tuple[int, int, int], s: Any, rule: str) -> None:
     cols: tuple[tuple[str, JustifyMethod], ...] = (
         ("layer", "left"),
         ("type", "left"),
@@ -58,7 +58,7 @@ def print_summary(model: str, cfg: dict[str, Any], s: Any, rule: str) -> None:
         ("params", "right"),
         ("MACs", "right"),
     )
-    table = Table(title=f"{model}: input {cfg['in_channels']}x{cfg['input_size'][0]}x{cfg['input_size'][1]}")
+    table = Table(title=f"{model}: input {'x'.join(map(str, shape))}")
     for col, just in cols:
         table.add_column(col, justify=just)
     for layer in s.layers:

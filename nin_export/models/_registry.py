@@ -40,14 +40,13 @@ class Classifier(nn.Module):
     """A registered model. ``create_model`` attaches its facts, as timm attaches ``pretrained_cfg``:
 
     - ``spec``: its registry entry (defaults, head, twin);
-    - ``config``: the builder options it was built with, JSON-ready (tuples as lists): what rebuilds it;
-    - ``meta``: its record, the ModelMeta that checkpoints, ONNX files and sidecars carry (name, classes,
-      channels, input size, normalization, head; and, once ``build_model`` loads a checkpoint, the
-      checkpoint's class names, dataset and accuracy).
+    - ``meta``: its one record, the ModelMeta that checkpoints, ONNX files and sidecars carry (name, classes,
+      channels, input size, fc_width, normalization, head, and any other builder option in ``extra``: what
+      rebuilds it; once ``build_model`` loads a checkpoint, also the checkpoint's class names, dataset and
+      accuracy).
     """
 
     spec: ModelSpec
-    config: dict[str, Any]
     meta: ModelMeta
 
     @property
@@ -180,15 +179,15 @@ def create_model(name: str, **kwargs: Any) -> Classifier:
         raise InputSizeError(f"{name} cannot take a {hw[0]}x{hw[1]} input: the smallest it takes is {smallest}x{smallest}")
     model = spec.builder(**kw)
     model.spec = spec
-    model.config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
     model.meta = _record(spec, kw)
     return model
 
 
 def _record(spec: ModelSpec, kw: dict[str, Any]) -> ModelMeta:
-    """The ModelMeta of a model built with ``kw``: normalization at its channel count, and ``fc_width``
-    only where it was given."""
+    """The ModelMeta of a model built with ``kw``: normalization at its channel count, ``fc_width`` only
+    where it was given, and the builder's other options (dropout, head_bias...) in ``extra``, JSON-ready."""
     c, (h, w) = kw["in_channels"], kw["input_size"]
+    fields = set(ModelMeta.__dataclass_fields__)
     pre = Preprocess.for_spec(spec, c, (h, w))
     return ModelMeta(
         model=spec.name,
@@ -200,4 +199,5 @@ def _record(spec: ModelSpec, kw: dict[str, Any]) -> ModelMeta:
         std=pre.std,
         crop_pct=pre.crop_pct,
         head=spec.head,
+        extra={k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items() if k not in fields},
     )
