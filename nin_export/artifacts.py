@@ -59,6 +59,7 @@ class ArtifactPlan:
     quantize: QuantizeOptions = field(default_factory=lambda: QuantizeOptions(Precision.INT8))
     build: BuildOptions = field(default_factory=BuildOptions)
     given: dict[ArtifactKey, Path] = field(default_factory=dict)  # made elsewhere: used as they are
+    failed: dict[ArtifactKey, str] = field(default_factory=dict)  # tried elsewhere and failed: reported, not retried
 
     def wanted(self) -> list[ArtifactKey]:
         """The keys with everything they are made from, parents first."""
@@ -67,7 +68,7 @@ class ArtifactPlan:
             k: ArtifactKey | None = key
             while k is not None and k not in out:
                 out.add(k)
-                k = None if k in self.given else k.parent()
+                k = None if k in self.given or k in self.failed else k.parent()
         return sorted(out, key=lambda k: (_depth(k), k.label))
 
     def path(self, key: ArtifactKey) -> Path:
@@ -188,6 +189,9 @@ def make_artifacts(plan: ArtifactPlan, step: Step | None = None, say: Say | None
             if not path.is_file():
                 raise NinExportError(f"{plan.model}: the given {key.label} '{path}' is not a file")
             made.files[key] = path
+            continue
+        if key in plan.failed:
+            made.problems[key] = ("failed", plan.failed[key])
             continue
         if (problem := _why_not(plan, key, made)) is not None:
             made.problems[key] = problem

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .artifacts import ArtifactPlan, keys_for_rows, make_artifacts
+from .artifacts import ArtifactPlan, Artifacts, keys_for_rows, make_artifacts
 from .bench.power import PowerOptions
 from .bench.report import render_report
 from .bench.run import BenchConfig, run_bench
@@ -233,7 +233,7 @@ def _keys(cfg: PipelineConfig, have_trt: bool) -> set[ArtifactKey]:
     return keys | keys_for_rows(rows, list(Precision))
 
 
-def _artifacts(cfg: PipelineConfig, state: _State, name: str, d: Path, ckpt: Path, have_trt: bool, say: Say) -> dict[str, Path]:
+def _artifacts(cfg: PipelineConfig, state: _State, name: str, d: Path, ckpt: Path, have_trt: bool, say: Say) -> Artifacts:
     """Stages 2-4, through the one artifact factory: ONNX + onnxsim, FP16 and INT8 graphs, engines."""
     build = dataclasses.replace(cfg.build, batch=cfg.build.batch or batch_profile_for(cfg.bench.batches))
     plan = ArtifactPlan(
@@ -250,7 +250,7 @@ def _artifacts(cfg: PipelineConfig, state: _State, name: str, d: Path, ckpt: Pat
         if status == "failed":
             say(f"{name}/{key.label}: failed: {why}")
             state.failed[f"{name}/{key.label}"] = why
-    return made.labelled()
+    return made
 
 
 def _accuracy(cfg: PipelineConfig, state: _State, name: str, artifacts: dict[str, Path]) -> dict[str, Any]:
@@ -276,6 +276,7 @@ def _bench_and_report(
     out: Path,
     ckpts: dict[str, str],
     artifacts: dict[str, dict[str, str]],
+    failed: dict[str, dict[str, str]],
     accuracy: dict[str, Any],
     say: Say,
 ) -> dict[str, Any]:
@@ -293,6 +294,7 @@ def _bench_and_report(
         data=cfg.data,
         weights=ckpts,
         artifacts=artifacts,
+        failed_artifacts=failed,  # reported in the bench as failed, not made again there
         eval_count=cfg.eval_limit or DEFAULT_EVAL_COUNT,
         model_kwargs=cfg.model_kwargs,
         power=b.power,
@@ -304,6 +306,7 @@ def _bench_and_report(
     bench_key = {
         "artifacts": {m: {k: _sha(Path(v)) for k, v in a.items()} for m, a in artifacts.items()},
         "weights": {m: _sha(Path(c)) for m, c in ckpts.items()},
+        "failed": failed,
         "config": bcfg.to_dict(),
     }
 
@@ -341,17 +344,20 @@ def run_pipeline(cfg: PipelineConfig, progress: Say | None = None) -> dict[str, 
             say(f"engines skipped: {e}")
     summary: dict[str, Any] = {"out_dir": str(out), "models": {}, "data": cfg.data}
     bench_artifacts: dict[str, dict[str, str]] = {}
+    bench_failed: dict[str, dict[str, str]] = {}
     ckpts: dict[str, str] = {}
     for name in names:
         d = ensure_dir(out / name)
         ckpt = _weights(cfg, state, name, d, say)
-        artifacts: dict[str, Path] = {"checkpoint": ckpt, **_artifacts(cfg, state, name, d, ckpt, have_trt, say)}
+        made = _artifacts(cfg, state, name, d, ckpt, have_trt, say)
+        artifacts: dict[str, Path] = {"checkpoint": ckpt, **made.labelled()}
         acc = _accuracy(cfg, state, name, artifacts)
         ckpts[name] = str(ckpt)
         summary["models"][name] = {"artifacts": {k: str(v) for k, v in artifacts.items()}, "accuracy": acc}
         bench_artifacts[name] = {k: str(v) for k, v in artifacts.items() if k != "checkpoint"}
+        bench_failed[name] = {k.label: why for k, (status, why) in made.problems.items() if status == "failed"}
     accuracy = {m: v["accuracy"] for m, v in summary["models"].items()}
-    rep = _bench_and_report(cfg, state, out, ckpts, bench_artifacts, accuracy, say)
+    rep = _bench_and_report(cfg, state, out, ckpts, bench_artifacts, bench_failed, accuracy, say)
     summary.update(
         report=str(out / "report" / "report.md"),
         headline=rep["headline"],

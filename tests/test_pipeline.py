@@ -1,5 +1,7 @@
 """Training, evaluation and the pipeline on a tiny configuration, end to end."""
 
+import json
+
 import pytest
 
 from nin_export.bench.power import PowerOptions
@@ -75,9 +77,15 @@ def test_pipeline_runs_skips_reruns_and_resumes(tmp_path):
     second = run_pipeline(cfg)
     assert second["ran"] == [] and set(second["skipped"]) == set(first["ran"])
 
-    failed = run_pipeline(tiny(tmp_path / "run", calib_count=4))  # fails part-way, goes on where it can...
+    said: list[str] = []
+    failed = run_pipeline(tiny(tmp_path / "run", calib_count=4), said.append)  # fails part-way, goes on where it can...
     assert "too few calibration images" in failed["failed"]["nin-cifar10/onnx-int8"]
-    assert "onnx-int8" not in failed["models"]["nin-cifar10"]["artifacts"] and "bench" in failed["skipped"] + failed["ran"]
+    assert "onnx-int8" not in failed["models"]["nin-cifar10"]["artifacts"] and "bench" in failed["ran"]
+    rows = json.loads((tmp_path / "run" / "bench" / "results.json").read_text())["rows"]
+    int8 = [r for r in rows if r["model"] == "nin-cifar10" and r["precision"] == "int8" and r["status"] != "skipped"]
+    assert int8 and all(r["status"] == "failed" and "too few calibration images" in r["reason"] for r in int8), int8
+    bench = said[said.index("bench: running") :]
+    assert not [m for m in bench if "making onnx-int8" in m], bench  # the bench reports the failure, tries no INT8 again
     resumed = run_pipeline(tiny(tmp_path / "run", calib_count=24))  # ...and resumes: only INT8 and what follows it
     assert set(resumed["ran"]) >= {"nin-cifar10/int8", "fc-cifar10/int8", "nin-cifar10/eval-onnx-int8", "bench", "report"}
     assert "nin-cifar10/int8-ort-cpu" in resumed["ran"]  # the CPU rows' INT8 graph follows [quantize] too

@@ -64,6 +64,8 @@ class BenchConfig:
     # model -> {"onnx-fp32"|"onnx-fp16"|"onnx-int8"|"engine-fp32"|...: path}: artifacts made elsewhere
     # (by the pipeline), used as they are instead of being made again
     artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
+    # model -> {label: why}: artifacts that failed elsewhere (in the pipeline); their rows are reported, not retried
+    failed_artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
     # energy per image: the power source, and idle power sampled once before any work
     power: PowerOptions = field(default_factory=PowerOptions)
     cuda_graph: bool = False  # TensorRT and PyTorch CUDA rows: replay the compute from a CUDA graph
@@ -166,13 +168,13 @@ def bench_quantize_options(cfg: BenchConfig, work: Path) -> QuantizeOptions:
 
 
 def _plan(cfg: BenchConfig, name: str, d: Path, work: Path) -> ArtifactPlan:
-    """The artifacts the rows run: what the pipeline made (``cfg.artifacts``) is used as it is."""
-    given = {}
-    for label, path in cfg.artifacts.get(name, {}).items():
-        try:
-            given[ArtifactKey.parse(label)] = Path(path)
-        except ValueError as e:
-            raise NinExportError(f"{name}: {e}") from None
+    """The artifacts the rows run: what the pipeline made (``cfg.artifacts``) is used as it is, and what it
+    failed to make (``cfg.failed_artifacts``) is not tried again."""
+    try:
+        given = {ArtifactKey.parse(label): Path(path) for label, path in cfg.artifacts.get(name, {}).items()}
+        failed = {ArtifactKey.parse(label): why for label, why in cfg.failed_artifacts.get(name, {}).items()}
+    except ValueError as e:
+        raise NinExportError(f"{name}: {e}") from None
     return ArtifactPlan(
         model=name,
         out_dir=d,
@@ -183,6 +185,7 @@ def _plan(cfg: BenchConfig, name: str, d: Path, work: Path) -> ArtifactPlan:
         quantize=bench_quantize_options(cfg, work),
         build=BuildOptions(batch=batch_profile_for(cfg.batches)),
         given=given,
+        failed=failed,
     )
 
 
