@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 # What the commands import lazily, imported once here. Nothing that starts threads: a forked child has only
-# the forking thread, and a library whose thread pool was made before the fork aborts the child at exit
+# the forking thread, and a library whose thread pool was made before the fork can hang or abort the child
 # (onnxruntime's, and onnxsim's, which imports it). Those, and tensorrt_rtx, each child imports itself.
 PRELOAD = (
     "torch",
@@ -111,8 +111,17 @@ def serve(path: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1)
+    listener.settimeout(5)
+    parent = os.getppid()
     while True:
-        conn, _ = listener.accept()
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            if os.getppid() != parent:  # the test process is gone (killed, say): so is the server, and its folder
+                shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+                return
+            continue
+        conn.settimeout(None)
         with conn, conn.makefile("rwb") as f:
             while line := f.readline():
                 req = json.loads(line)
@@ -133,20 +142,21 @@ class _Client:
     def __init__(self, env: dict[str, str]) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="nin-forkserver-"))
         sock = str(self.dir / "s")
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, sock],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with open(self.dir / "server.log", "wb") as log:  # what the server says, if it fails to start
+            self.proc = subprocess.Popen(
+                [sys.executable, __file__, sock], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log
+            )
         deadline = time.monotonic() + 120
-        while not os.path.exists(sock):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the CLI fork server did not start: run with NIN_EXPORT_TEST_FRESH=1 to see why")
-            time.sleep(0.05)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(sock)
+        while True:  # until it has imported everything and listens
+            try:
+                self.sock.connect(sock)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    log = (self.dir / "server.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"the CLI fork server did not start:\n{log}") from None
+                time.sleep(0.05)
         self.f = self.sock.makefile("rwb")
         atexit.register(self.close)
 
