@@ -141,6 +141,9 @@ def serve(path: str) -> None:
 class _Client:
     def __init__(self, env: dict[str, str]) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="nin-forkserver-"))
+        if len(str(self.dir)) > 90:  # a Unix socket's path has at most 107 bytes
+            self.dir.rmdir()
+            self.dir = Path(tempfile.mkdtemp(prefix="nin-forkserver-", dir="/tmp"))
         sock = str(self.dir / "s")
         with open(self.dir / "server.log", "wb") as log:  # what the server says, if it fails to start
             self.proc = subprocess.Popen(

@@ -42,7 +42,8 @@ except ImportError:
     HAVE_RTX = False
 
 
-FRESH = os.environ.get("NIN_EXPORT_TEST_FRESH", "") not in ("", "0")  # every call in a fresh interpreter
+# every call in a fresh interpreter: where asked, or where there is no fork (Windows)
+FRESH = os.environ.get("NIN_EXPORT_TEST_FRESH", "") not in ("", "0") or not hasattr(os, "fork")
 
 
 def run_cli(args, cwd, env=None, preexec_fn=None, timeout=300):
