@@ -158,6 +158,7 @@ class _Client:
             except (FileNotFoundError, ConnectionRefusedError):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     log = (self.dir / "server.log").read_text(errors="replace")[-2000:]
+                    self.close()
                     raise RuntimeError(f"the CLI fork server did not start:\n{log}") from None
                 time.sleep(0.05)
         self.f = self.sock.makefile("rwb")
