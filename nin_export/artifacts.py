@@ -93,6 +93,10 @@ class Artifacts:
     def labelled(self) -> dict[str, Path]:
         return {k.label: p for k, p in self.files.items()}
 
+    def failures(self) -> dict[ArtifactKey, str]:
+        """Why each artifact that failed (or whose parent failed) is missing; skipped ones are not failures."""
+        return {k: why for k, (status, why) in self.problems.items() if status == "failed"}
+
 
 def _step_name(model: str, key: ArtifactKey) -> str:
     """The stage names the pipeline has always used: NAME/train|init, NAME/onnx, NAME/fp16, NAME/engine-int8."""

@@ -246,10 +246,9 @@ def _artifacts(cfg: PipelineConfig, state: _State, name: str, d: Path, ckpt: Pat
         build=BuildOptions(**{f.name: getattr(build, f.name) for f in dataclasses.fields(BuildOptions)}),
     )
     made = make_artifacts(plan, step=state.stage)
-    for key, (status, why) in made.problems.items():
-        if status == "failed":
-            say(f"{name}/{key.label}: failed: {why}")
-            state.failed[f"{name}/{key.label}"] = why
+    for key, why in made.failures().items():
+        say(f"{name}/{key.label}: failed: {why}")
+        state.failed[f"{name}/{key.label}"] = why
     return made
 
 
@@ -355,7 +354,7 @@ def run_pipeline(cfg: PipelineConfig, progress: Say | None = None) -> dict[str, 
         ckpts[name] = str(ckpt)
         summary["models"][name] = {"artifacts": {k: str(v) for k, v in artifacts.items()}, "accuracy": acc}
         bench_artifacts[name] = {k: str(v) for k, v in artifacts.items() if k != "checkpoint"}
-        bench_failed[name] = {k.label: why for k, (status, why) in made.problems.items() if status == "failed"}
+        bench_failed[name] = {k.label: why for k, why in made.failures().items()}
     accuracy = {m: v["accuracy"] for m, v in summary["models"].items()}
     rep = _bench_and_report(cfg, state, out, ckpts, bench_artifacts, bench_failed, accuracy, say)
     summary.update(

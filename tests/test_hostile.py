@@ -46,15 +46,23 @@ except ImportError:
 FRESH = os.environ.get("NIN_EXPORT_TEST_FRESH", "") not in ("", "0") or not hasattr(os, "fork")
 
 
+def cli_env(env=None) -> dict[str, str]:
+    return {**os.environ, "NIN_EXPORT_DEBUG": "", "OMP_NUM_THREADS": "2", **(env or {})}
+
+
+def run_fresh(args, cwd, env=None, preexec_fn=None, timeout=300):
+    """The CLI in a fresh interpreter."""
+    return subprocess.run(
+        [*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, env=cli_env(env), timeout=timeout, preexec_fn=preexec_fn
+    )
+
+
 def run_cli(args, cwd, env=None, preexec_fn=None, timeout=300):
     """The CLI as a user runs it, in a process of its own: a child of the fork server (see _forkserver.py),
     or a fresh interpreter where the test sets a process limit or NIN_EXPORT_TEST_FRESH=1 is set."""
-    e = {**os.environ, "NIN_EXPORT_DEBUG": "", "OMP_NUM_THREADS": "2", **(env or {})}
     if preexec_fn is None and not FRESH:
-        return run_forked([str(a) for a in args], str(cwd), e, timeout)
-    return subprocess.run(
-        [*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, env=e, timeout=timeout, preexec_fn=preexec_fn
-    )
+        return run_forked([str(a) for a in args], str(cwd), cli_env(env), timeout)
+    return run_fresh(args, cwd, env, preexec_fn, timeout)
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -341,15 +349,14 @@ def test_enough_cases():
 def test_the_fork_server_answers_as_a_fresh_interpreter(ws):
     """The cases above run in the fork server's children: a usage error, a refusal that loads torch, a
     traceback and a success print the same, byte for byte, as in a fresh interpreter."""
-    e = {**os.environ, "NIN_EXPORT_DEBUG": "", "OMP_NUM_THREADS": "2"}
     for args in (
         ["bogus-command"],
         ["onnx", "--weights", "nan.pt", "-o", "out"],
         ["--debug", "eval", "missing.pt"],
         ["inspect", "nin-cifar10.sim.onnx"],
     ):
-        fresh = subprocess.run([*CLI, *args], cwd=ws, capture_output=True, text=True, env=e, timeout=300)
-        forked = run_forked(args, str(ws), e, 300)
+        fresh = run_fresh(args, ws)
+        forked = run_forked(args, str(ws), cli_env(), 300)
         assert (forked.returncode, forked.stdout, forked.stderr) == (fresh.returncode, fresh.stdout, fresh.stderr), args
 
 
